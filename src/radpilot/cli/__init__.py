@@ -1,0 +1,1 @@
+"""The ``radpilot`` command. Thin: it parses options and calls the packages."""

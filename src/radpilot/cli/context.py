@@ -1,0 +1,63 @@
+"""What every sub-command shares: settings from the global options, and exit codes.
+
+Exit status: 0 success, 1 failure (one line on stderr), 2 bad usage (Typer's own).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from radpilot.core.errors import RadpilotError
+from radpilot.core.settings import Settings, load_settings
+from radpilot.store import Archive, Database
+
+__all__ = ["fail", "open_database", "open_archive", "reporting_errors", "settings_of"]
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The settings the global options built, stored on the root context."""
+    root = ctx.find_root()
+    settings = root.obj
+    if not isinstance(settings, Settings):
+        settings = load_settings()
+        root.obj = settings
+    return settings
+
+
+def open_database(settings: Settings) -> Database:
+    """The installation's database, migrated to the current schema."""
+    db = Database(settings.effective_database_url)
+    db.migrate()
+    return db
+
+
+def open_archive(settings: Settings) -> Archive:
+    """The installation's archive."""
+    return Archive(
+        settings.archive_dir,
+        fsync=settings.fsync,
+        min_free_bytes=settings.min_free_disk_mb * 2**20,
+    )
+
+
+def fail(message: str) -> NoReturn:
+    """Print a one-line reason on stderr and exit with status 1."""
+    print(f"radpilot: error: {message}", file=sys.stderr)
+    raise typer.Exit(code=1)
+
+
+@contextmanager
+def reporting_errors() -> Iterator[None]:
+    """Turn radpilot's own errors into a one-line message and exit status 1."""
+    try:
+        yield
+    except RadpilotError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.strerror or exc} ({Path(exc.filename).name if exc.filename else 'I/O'})")

@@ -1,0 +1,38 @@
+"""Logging that never carries patient identifiers.
+
+radpilot's own log lines name instances by :func:`ref`, a short one-way digest of a UID,
+and never include patient names, IDs, dates of birth or accession numbers. The database
+(which is access-controlled) holds the mapping when someone needs to follow a digest back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+
+__all__ = ["configure_logging", "ref"]
+
+
+def ref(uid: str | None) -> str:
+    """A short, stable, non-reversible handle for ``uid`` that is safe to log."""
+    if not uid:
+        return "-"
+    return hashlib.sha256(uid.encode("ascii", "replace")).hexdigest()[:12]
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send radpilot's log lines to stderr in one plain format.
+
+    pynetdicom logs dataset contents at DEBUG level (which may include patient data), so
+    its logger is capped at WARNING whatever ``level`` is.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger("radpilot")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)

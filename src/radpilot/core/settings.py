@@ -1,0 +1,189 @@
+"""Settings for one radpilot installation, read with pydantic-settings.
+
+Precedence, highest first: explicit keyword arguments (the CLI), ``RADPILOT_*`` environment
+variables, a ``.env`` file, the config file named by ``RADPILOT_CONFIG`` (YAML or TOML),
+then the defaults below.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from radpilot.core.errors import ConfigurationError
+
+__all__ = ["DeidOptions", "Settings", "load_settings"]
+
+
+def _split_list(value: Any) -> Any:
+    """Accept ``"A,B"`` from an environment variable as well as a real list."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            return value  # JSON, parsed by pydantic
+        return [part.strip() for part in stripped.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything an installation can configure.
+
+    Attributes are documented in ``docs/configuration.md``; the environment variable of
+    each is its name in upper case with the ``RADPILOT_`` prefix.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="RADPILOT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Path("radpilot-data")
+    database_url: str | None = None
+
+    # DICOM receiver
+    ae_title: str = Field("RADPILOT", min_length=1, max_length=16)
+    dicom_host: str = "0.0.0.0"  # noqa: S104 - a receiver must be reachable by the PACS
+    dicom_port: int = Field(11112, ge=0, le=65535)
+    http_port: int = Field(8000, ge=0, le=65535)
+    allowed_calling_aets: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    max_associations: int = Field(16, ge=1)
+    max_pdu_size: int = Field(4_194_304, ge=0)
+    network_timeout: float = Field(60.0, gt=0)
+    study_quiet_seconds: float = Field(30.0, gt=0)
+    fsync: bool = True
+    min_free_disk_mb: int = Field(256, ge=0)
+
+    # de-identification
+    deid_on_intake: bool = False
+    deid_key: SecretStr | None = None
+    deid_retain_dates: bool = False
+    deid_retain_patient_characteristics: bool = False
+    deid_retain_device_identity: bool = False
+    deid_clean_descriptors: bool = True
+
+    log_level: str = "INFO"
+
+    @field_validator("allowed_calling_aets", "allowed_hosts", mode="before")
+    @classmethod
+    def _lists_from_env(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts_are_networks(cls, value: list[str]) -> list[str]:
+        for host in value:
+            try:
+                ipaddress.ip_network(host, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"allowed host {host!r} is not an IP address or network; "
+                    "write e.g. 10.0.0.5 or 10.0.0.0/24"
+                ) from exc
+        return value
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae_title_chars(cls, value: str) -> str:
+        if value != value.strip() or "\\" in value or not value.isprintable():
+            raise ValueError("an AE title is 1-16 printable characters without backslash")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        config = os.environ.get("RADPILOT_CONFIG")
+        if config:
+            path = Path(config)
+            if not path.is_file():
+                raise ConfigurationError(
+                    f"RADPILOT_CONFIG names {path}, which is not a file; "
+                    "point it at a YAML or TOML file or unset it"
+                )
+            if path.suffix.lower() == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+    # derived places inside the data dir ------------------------------------------------
+    @property
+    def archive_dir(self) -> Path:
+        """Where accepted DICOM files are kept."""
+        return self.data_dir / "archive"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Where files held back for review (e.g. burned-in annotation) are kept."""
+        return self.data_dir / "quarantine"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Where generated reports go by default."""
+        return self.data_dir / "reports"
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to SQLite inside the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'radpilot.db').resolve()}"
+
+    @property
+    def deid_options(self) -> DeidOptions:
+        """The PS3.15 options that intake de-identification applies."""
+        return DeidOptions(
+            retain_dates=self.deid_retain_dates,
+            retain_patient_characteristics=self.deid_retain_patient_characteristics,
+            retain_device_identity=self.deid_retain_device_identity,
+            clean_descriptors=self.deid_clean_descriptors,
+        )
+
+
+class DeidOptions(BaseModel):
+    """PS3.15 Annex E profile options (Table E.1-1 columns)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    retain_dates: bool = False
+    retain_patient_characteristics: bool = False
+    retain_device_identity: bool = False
+    clean_descriptors: bool = True
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment and config file, then apply ``overrides``.
+
+    ``None`` values in ``overrides`` are ignored so that unset CLI options fall through.
+
+    Raises
+    ------
+    ConfigurationError
+        If a value is invalid; the message names the setting.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid settings: {exc}") from exc

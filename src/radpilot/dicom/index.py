@@ -1,0 +1,164 @@
+"""Writing instance metadata into the relational index (patients, studies, series, instances)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from radpilot.dicom.reading import InstanceMeta
+from radpilot.store.models import Instance, Patient, Series, Study, utcnow
+
+__all__ = ["IndexCache", "StoredFile", "index_instance"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """Where an accepted instance lies and how it arrived."""
+
+    relative_path: str
+    sha256: str
+    size: int
+    source: str  # "dicom" or "import"
+    calling_ae_title: str | None = None
+    deidentified: bool = False
+
+
+@dataclass
+class IndexCache:
+    """Primary keys already looked up inside one transaction (a batch of instances)."""
+
+    patients: dict[tuple[str, str], Patient] = field(default_factory=dict)
+    studies: dict[str, Study] = field(default_factory=dict)
+    series: dict[str, Series] = field(default_factory=dict)
+
+
+def _patient(session: Session, meta: InstanceMeta, cache: IndexCache) -> Patient:
+    v = meta.values
+    key = (v.get("PatientID") or "", v.get("IssuerOfPatientID") or "")
+    if key in cache.patients:
+        return cache.patients[key]
+    patient = session.scalars(
+        select(Patient).where(Patient.patient_id == key[0], Patient.issuer_of_patient_id == key[1])
+    ).one_or_none()
+    if patient is None:
+        patient = Patient(
+            patient_id=key[0][:64],
+            issuer_of_patient_id=key[1][:64],
+            patient_name=v.get("PatientName"),
+            birth_date=v.get("PatientBirthDate"),
+            sex=v.get("PatientSex"),
+        )
+        session.add(patient)
+    cache.patients[key] = patient
+    return patient
+
+
+def _study(session: Session, meta: InstanceMeta, cache: IndexCache) -> Study:
+    uid = meta.study_instance_uid
+    study = cache.studies.get(uid) or session.scalars(
+        select(Study).where(Study.study_instance_uid == uid)
+    ).one_or_none()
+    v = meta.values
+    now = utcnow()
+    if study is None:
+        study = Study(
+            study_instance_uid=uid,
+            patient=_patient(session, meta, cache),
+            accession_number=v.get("AccessionNumber"),
+            study_date=v.get("StudyDate"),
+            study_time=v.get("StudyTime"),
+            study_description=v.get("StudyDescription"),
+            institution_name=v.get("InstitutionName"),
+            patient_age=v.get("PatientAge"),
+            patient_age_years=v.get("PatientAgeYears"),
+            first_received_at=now,
+            last_received_at=now,
+        )
+        session.add(study)
+    else:
+        study.last_received_at = now
+        # fill attributes the first instance lacked, never overwrite what is known
+        for attr, keyword in (("accession_number", "AccessionNumber"),
+                              ("study_description", "StudyDescription"),
+                              ("institution_name", "InstitutionName"),
+                              ("patient_age", "PatientAge"),
+                              ("patient_age_years", "PatientAgeYears")):
+            if getattr(study, attr) is None and v.get(keyword) is not None:
+                setattr(study, attr, v.get(keyword))
+    cache.studies[uid] = study
+    return study
+
+
+def _series(session: Session, meta: InstanceMeta, cache: IndexCache) -> Series:
+    uid = meta.series_instance_uid
+    series = cache.series.get(uid) or session.scalars(
+        select(Series).where(Series.series_instance_uid == uid)
+    ).one_or_none()
+    if series is None:
+        v = meta.values
+        series = Series(
+            series_instance_uid=uid,
+            study=_study(session, meta, cache),
+            series_number=v.get("SeriesNumber"),
+            modality=v.get("Modality"),
+            body_part_examined=v.get("BodyPartExamined"),
+            view_position=v.get("ViewPosition"),
+            series_description=v.get("SeriesDescription"),
+            protocol_name=v.get("ProtocolName"),
+            manufacturer=v.get("Manufacturer"),
+            manufacturer_model_name=v.get("ManufacturerModelName"),
+            software_versions=v.get("SoftwareVersions"),
+            station_name=v.get("StationName"),
+            institution_name=v.get("InstitutionName"),
+            convolution_kernel=v.get("ConvolutionKernel"),
+        )
+        session.add(series)
+    else:
+        _study(session, meta, cache)  # refresh the study's last_received_at
+    cache.series[uid] = series
+    return series
+
+
+def index_instance(
+    session: Session, meta: InstanceMeta, stored: StoredFile, cache: IndexCache | None = None
+) -> Instance:
+    """Add one instance (and its series, study, patient if new) to the index.
+
+    Returns the existing row unchanged when the SOP Instance UID is already indexed, so
+    that re-indexing after a crash is harmless.
+    """
+    cache = cache if cache is not None else IndexCache()
+    existing = session.scalars(
+        select(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid)
+    ).one_or_none()
+    if existing is not None:
+        return existing
+    v = meta.values
+    spacing = v.get("PixelSpacing") or v.get("ImagerPixelSpacing")
+    instance = Instance(
+        sop_instance_uid=meta.sop_instance_uid,
+        sop_class_uid=meta.sop_class_uid,
+        series=_series(session, meta, cache),
+        instance_number=v.get("InstanceNumber"),
+        transfer_syntax_uid=meta.transfer_syntax_uid,
+        rows=v.get("Rows"),
+        columns=v.get("Columns"),
+        number_of_frames=v.get("NumberOfFrames"),
+        bits_allocated=v.get("BitsAllocated"),
+        bits_stored=v.get("BitsStored"),
+        photometric_interpretation=v.get("PhotometricInterpretation"),
+        pixel_spacing=spacing[:64] if spacing else None,
+        slice_thickness=v.get("SliceThickness"),
+        kvp=v.get("KVP"),
+        burned_in_annotation=v.get("BurnedInAnnotation"),
+        file_path=stored.relative_path,
+        file_size=stored.size,
+        sha256=stored.sha256,
+        source=stored.source,
+        calling_ae_title=stored.calling_ae_title,
+        deidentified=stored.deidentified,
+    )
+    session.add(instance)
+    return instance

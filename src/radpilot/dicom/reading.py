@@ -1,0 +1,248 @@
+"""Reading DICOM tolerantly and extracting what the index needs.
+
+Intake is tolerant (PACS data in the wild breaks the standard) but never silent: a value
+that cannot be read becomes ``None`` plus a named problem, and a file that cannot be
+understood at all raises :class:`InvalidInstanceError` with the reason and the DIMSE status
+a C-STORE SCP should answer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any
+
+import pydicom
+from pydicom import config as pydicom_config
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from radpilot.dicom.status import Status
+
+__all__ = [
+    "InstanceMeta",
+    "InvalidInstanceError",
+    "configure_pydicom",
+    "extract_meta",
+    "parse_bytes",
+    "parse_age_years",
+]
+
+
+class InvalidInstanceError(ValueError):
+    """A DICOM object radpilot will not accept.
+
+    Attributes
+    ----------
+    status
+        The C-STORE failure status that describes the problem.
+    reason
+        A PHI-free sentence saying what is wrong.
+    """
+
+    def __init__(self, reason: str, status: int = Status.CANNOT_UNDERSTAND) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def configure_pydicom() -> None:
+    """Read leniently: invalid values are kept as found instead of raising or warning.
+
+    Called once by the command-line entry point (not at import time), because pydicom's
+    configuration is process-wide.
+    """
+    pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
+
+
+def parse_bytes(data: bytes) -> Dataset:
+    """Parse a complete DICOM file (preamble, meta, data set) held in memory.
+
+    Raises
+    ------
+    InvalidInstanceError
+        If the bytes are not a DICOM file that pydicom can parse.
+    """
+    try:
+        ds = pydicom.dcmread(BytesIO(data))
+        # Touch every top-level element so that a malformed length or VR fails here, at
+        # the boundary, rather than later inside the indexer.
+        for _ in ds.iterall():
+            pass
+    except InvalidDicomError as exc:
+        raise InvalidInstanceError(f"not a DICOM file: {exc}") from exc
+    except (EOFError, OSError) as exc:
+        raise InvalidInstanceError(f"truncated DICOM data: {exc}") from exc
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError,
+            NotImplementedError, AttributeError, MemoryError) as exc:
+        raise InvalidInstanceError(f"malformed DICOM data: {type(exc).__name__}: {exc}") from exc
+    return ds
+
+
+def _uid(ds: Dataset, keyword: str) -> str:
+    try:
+        value = ds.get(keyword)
+    except Exception as exc:  # pydicom raises many types on broken raw values
+        raise InvalidInstanceError(f"{keyword} cannot be read: {exc}") from exc
+    text = str(value or "").strip().rstrip("\x00").strip()
+    if not text:
+        raise InvalidInstanceError(f"{keyword} is missing; radpilot files instances by it")
+    if len(text) > 64 or not text.isprintable() or "\\" in text:
+        raise InvalidInstanceError(f"{keyword} is not a valid UID (over 64 characters or "
+                                   "not printable)")
+    return text
+
+
+@dataclass(slots=True)
+class InstanceMeta:
+    """The attributes radpilot indexes, read once per instance."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    transfer_syntax_uid: str
+    values: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+# keyword -> converter; each converter returns None when the value is absent
+_TEXT_FIELDS = (
+    "PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate", "PatientSex",
+    "PatientAge", "AccessionNumber", "StudyDate", "StudyTime", "StudyDescription",
+    "InstitutionName", "Modality", "BodyPartExamined", "ViewPosition", "SeriesDescription",
+    "ProtocolName", "Manufacturer", "ManufacturerModelName", "SoftwareVersions",
+    "StationName", "ConvolutionKernel", "PhotometricInterpretation", "BurnedInAnnotation",
+    "PixelSpacing", "ImagerPixelSpacing",
+)
+_INT_FIELDS = ("SeriesNumber", "InstanceNumber", "Rows", "Columns", "NumberOfFrames",
+               "BitsAllocated", "BitsStored", "SamplesPerPixel")
+_FLOAT_FIELDS = ("SliceThickness", "KVP")
+_MAX_TEXT = {"StudyDate": 8, "PatientBirthDate": 8, "PatientAge": 8, "PatientSex": 16,
+             "Modality": 16, "ViewPosition": 16, "BurnedInAnnotation": 16,
+             "PhotometricInterpretation": 32, "StudyTime": 32}
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+        text = "\\".join(str(v) for v in value)
+    else:
+        text = str(value)
+    text = text.replace("\x00", "").strip()
+    return text or None
+
+
+def _number(value: Any, kind: type[int] | type[float]) -> int | float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+        value = value[0] if len(value) else None
+        if value is None:
+            return None
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    if kind is int:
+        if not -(2**31) <= number < 2**31:
+            raise ValueError("integer out of range")
+        return int(number)
+    return number
+
+
+def extract_meta(ds: Dataset) -> InstanceMeta:
+    """Read the identifying UIDs (required) and the indexed attributes (best effort).
+
+    Raises
+    ------
+    InvalidInstanceError
+        If a UID needed to file the instance is missing or invalid.
+    """
+    tsyntax = ""
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        tsyntax = str(meta.get("TransferSyntaxUID", "") or "")
+    result = InstanceMeta(
+        sop_class_uid=_uid(ds, "SOPClassUID"),
+        sop_instance_uid=_uid(ds, "SOPInstanceUID"),
+        study_instance_uid=_uid(ds, "StudyInstanceUID"),
+        series_instance_uid=_uid(ds, "SeriesInstanceUID"),
+        transfer_syntax_uid=tsyntax or "1.2.840.10008.1.2",
+    )
+    values = result.values
+    for keyword in _TEXT_FIELDS:
+        try:
+            text = _text(ds.get(keyword))
+        except Exception as exc:  # a broken raw value must not stop the rest
+            result.problems.append(f"{keyword} unreadable ({type(exc).__name__})")
+            continue
+        limit = _MAX_TEXT.get(keyword, 256)
+        values[keyword] = text[:limit] if text else None
+    for keyword in _INT_FIELDS:
+        try:
+            values[keyword] = _number(ds.get(keyword), int)
+        except Exception as exc:
+            result.problems.append(f"{keyword} unreadable ({type(exc).__name__})")
+            values[keyword] = None
+    for keyword in _FLOAT_FIELDS:
+        try:
+            values[keyword] = _number(ds.get(keyword), float)
+        except Exception as exc:
+            result.problems.append(f"{keyword} unreadable ({type(exc).__name__})")
+            values[keyword] = None
+    values["PatientAgeYears"] = parse_age_years(values.get("PatientAge"),
+                                                values.get("PatientBirthDate"),
+                                                values.get("StudyDate"))
+    check_pixel_data(ds, result)
+    return result
+
+
+def parse_age_years(age: str | None, birth_date: str | None, study_date: str | None) -> float | None:
+    """Age in years from PatientAge (``nnnD/W/M/Y``), else from birth and study dates."""
+    if age and len(age) >= 2 and age[:-1].isdigit():
+        unit = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}.get(age[-1].upper())
+        if unit is not None:
+            return round(int(age[:-1]) * unit, 3)
+    if birth_date and study_date and len(birth_date) == 8 and len(study_date) == 8:
+        try:
+            by, bm, bd = int(birth_date[:4]), int(birth_date[4:6]), int(birth_date[6:])
+            sy, sm, sd = int(study_date[:4]), int(study_date[4:6]), int(study_date[6:])
+        except ValueError:
+            return None
+        years = sy - by - ((sm, sd) < (bm, bd))
+        return float(years) if 0 <= years < 150 else None
+    return None
+
+
+def check_pixel_data(ds: Dataset, meta: InstanceMeta) -> None:
+    """Reject native pixel data shorter than Rows x Columns x frames needs.
+
+    Raises
+    ------
+    InvalidInstanceError
+        If the pixel data is truncated.
+    """
+    if "PixelData" not in ds:
+        return
+    tsyntax = UID(meta.transfer_syntax_uid)
+    if not tsyntax.is_transfer_syntax or tsyntax.is_compressed:
+        return  # encapsulated or unknown encoding: the codec checks it when decoding
+    v = meta.values
+    rows, cols = v.get("Rows"), v.get("Columns")
+    bits = v.get("BitsAllocated")
+    if not rows or not cols or not bits:
+        meta.problems.append("pixel data without Rows, Columns or BitsAllocated")
+        return
+    frames = v.get("NumberOfFrames") or 1
+    samples = v.get("SamplesPerPixel") or 1
+    expected_bits = rows * cols * frames * samples * bits
+    expected = (expected_bits + 7) // 8
+    actual = len(ds.PixelData)
+    if actual < expected:
+        raise InvalidInstanceError(
+            f"pixel data truncated: {actual} bytes where {rows}x{cols}x{frames} frames x "
+            f"{samples} samples x {bits} bits need {expected}"
+        )

@@ -1,0 +1,220 @@
+"""The on-disk DICOM archive: write once, never overwrite, read back byte-identical.
+
+Layout under the archive root::
+
+    instances/ab/cd/<SOP Instance UID>.dcm   accepted files, exactly as accepted
+    conflicts/<SOP Instance UID>/<sha256>.dcm  a different object arriving under a UID we
+                                               already hold: kept aside, never overwriting
+    pending/<SOP Instance UID>.dcm            hard links to accepted files not yet indexed
+    tmp/                                      partial writes
+
+A file is in ``instances/`` only after its bytes were fsynced, and it is placed there with
+``link(2)``, which fails if the name exists, so two arrivals of one UID cannot overwrite
+each other even when they race. The ``pending/`` link is created before the file is
+acknowledged, so an instance accepted just before a crash is indexed at the next start.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from radpilot.core.errors import StorageError
+
+__all__ = ["Archive", "OutOfSpaceError", "PutOutcome", "PutResult"]
+
+_SAFE_UID = re.compile(r"^[0-9][0-9.]{0,63}$")
+
+
+class OutOfSpaceError(StorageError):
+    """The archive's disk is below the configured free-space floor."""
+
+
+class PutOutcome(enum.StrEnum):
+    """What :meth:`Archive.put` did with the bytes it was given."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """The result of storing one instance."""
+
+    outcome: PutOutcome
+    relative_path: str
+    sha256: str
+    size: int
+
+
+def file_name(sop_instance_uid: str) -> str:
+    """The archive file name for a UID; UIDs that are not plain digits and dots are hashed."""
+    if _SAFE_UID.match(sop_instance_uid) and ".." not in sop_instance_uid:
+        return f"{sop_instance_uid}.dcm"
+    return "x" + hashlib.sha256(sop_instance_uid.encode()).hexdigest() + ".dcm"
+
+
+class Archive:
+    """A write-once store of DICOM files keyed by SOP Instance UID.
+
+    Parameters
+    ----------
+    root
+        The archive directory; created if missing.
+    fsync
+        Flush file data and directory entries to stable storage before reporting a file
+        as stored. Turn off only for throwaway installations.
+    min_free_bytes
+        :meth:`put` raises :class:`OutOfSpaceError` when the disk has less free space.
+    """
+
+    def __init__(self, root: Path, *, fsync: bool = True, min_free_bytes: int = 0) -> None:
+        self.root = root
+        self.fsync = fsync
+        self.min_free_bytes = min_free_bytes
+        for sub in ("instances", "conflicts", "pending", "tmp"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        self._space_checked = 0.0
+        self._space_ok = True
+        self._lock = threading.Lock()
+
+    # paths -------------------------------------------------------------------------
+    def relative_path(self, sop_instance_uid: str) -> str:
+        """Where the instance with this UID lies, relative to the archive root."""
+        digest = hashlib.sha1(sop_instance_uid.encode(), usedforsecurity=False).hexdigest()
+        return f"instances/{digest[:2]}/{digest[2:4]}/{file_name(sop_instance_uid)}"
+
+    def path(self, relative_path: str) -> Path:
+        """The absolute path of an archive-relative path, refusing escapes from the root."""
+        full = (self.root / relative_path).resolve()
+        if not full.is_relative_to(self.root.resolve()):
+            raise StorageError(f"path {relative_path!r} is outside the archive")
+        return full
+
+    def read_bytes(self, relative_path: str) -> bytes:
+        """The stored file, byte for byte."""
+        return self.path(relative_path).read_bytes()
+
+    def contains(self, sop_instance_uid: str) -> bool:
+        """Whether an instance with this UID has been stored."""
+        return (self.root / self.relative_path(sop_instance_uid)).exists()
+
+    # writing -----------------------------------------------------------------------
+    def check_space(self) -> None:
+        """Raise :class:`OutOfSpaceError` if free space is below the floor (cached 2 s)."""
+        if not self.min_free_bytes:
+            return
+        now = time.monotonic()
+        if now - self._space_checked > 2.0:
+            self._space_ok = shutil.disk_usage(self.root).free >= self.min_free_bytes
+            self._space_checked = now
+        if not self._space_ok:
+            raise OutOfSpaceError(
+                f"less than {self.min_free_bytes // 2**20} MiB free under {self.root}; "
+                "free disk space or lower RADPILOT_MIN_FREE_DISK_MB"
+            )
+
+    def put(self, data: bytes, sop_instance_uid: str) -> PutResult:
+        """Store ``data`` (a complete DICOM file) under ``sop_instance_uid``.
+
+        Returns
+        -------
+        PutResult
+            ``STORED`` for a new instance (and a ``pending/`` link for the indexer),
+            ``DUPLICATE`` when identical bytes are already stored, ``CONFLICT`` when
+            different bytes are stored under this UID (the new bytes are kept in
+            ``conflicts/``).
+
+        Raises
+        ------
+        OutOfSpaceError
+            Below the free-space floor; nothing was written.
+        OSError
+            The disk refused the write; nothing partial is left behind.
+        """
+        self.check_space()
+        sha = hashlib.sha256(data).hexdigest()
+        rel = self.relative_path(sop_instance_uid)
+        final = self.root / rel
+        tmp = self.root / "tmp" / f"{uuid.uuid4().hex}.part"
+        try:
+            self._write(tmp, data)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                return self._second_copy(tmp, final, rel, sha, len(data), sop_instance_uid)
+            pending = self.root / "pending" / final.name
+            os.replace(tmp, pending)
+            if self.fsync:
+                _fsync_dir(final.parent)
+                _fsync_dir(pending.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return PutResult(PutOutcome.STORED, rel, sha, len(data))
+
+    def _second_copy(
+        self, tmp: Path, final: Path, rel: str, sha: str, size: int, uid: str
+    ) -> PutResult:
+        if _sha256_file(final) == sha:
+            return PutResult(PutOutcome.DUPLICATE, rel, sha, size)
+        conflict_dir = self.root / "conflicts" / final.stem
+        conflict_dir.mkdir(parents=True, exist_ok=True)
+        target = conflict_dir / f"{sha}.dcm"
+        if not target.exists():
+            os.replace(tmp, target)
+            if self.fsync:
+                _fsync_dir(conflict_dir)
+        return PutResult(PutOutcome.CONFLICT, str(target.relative_to(self.root)), sha, size)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # indexing hand-off -------------------------------------------------------------
+    def pending(self) -> Iterator[Path]:
+        """Files accepted but not yet confirmed as indexed, oldest first."""
+        entries = sorted((self.root / "pending").iterdir(), key=lambda p: p.stat().st_mtime)
+        yield from (p for p in entries if p.suffix == ".dcm")
+
+    def pending_path(self, sop_instance_uid: str) -> Path:
+        """The pending link for a UID (it may not exist)."""
+        return self.root / "pending" / file_name(sop_instance_uid)
+
+    def mark_indexed(self, sop_instance_uid: str) -> None:
+        """Drop the pending link once the database holds the instance."""
+        self.pending_path(sop_instance_uid).unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
