@@ -9,15 +9,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 
-from radpilot.core.errors import RadpilotError
+from radpilot.core.errors import ConfigurationError, RadpilotError
 from radpilot.core.settings import Settings, load_settings
 from radpilot.store import Archive, Database
 
-__all__ = ["fail", "open_database", "open_archive", "reporting_errors", "settings_of"]
+__all__ = ["fail", "open_database", "open_archive", "reporting_errors", "settings_of", "with_overrides"]
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -28,6 +28,20 @@ def settings_of(ctx: typer.Context) -> Settings:
         settings = load_settings()
         root.obj = settings
     return settings
+
+
+def with_overrides(settings: Settings, **overrides: Any) -> Settings:
+    """A validated copy of ``settings`` with command options applied.
+
+    Raises
+    ------
+    ConfigurationError
+        If an option value is invalid.
+    """
+    try:
+        return Settings.model_validate({**settings.model_dump(), **overrides})
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid option: {exc}") from exc
 
 
 def open_database(settings: Settings) -> Database:

@@ -1,0 +1,165 @@
+"""The DICOM receiver: a pynetdicom SCP for C-ECHO and C-STORE.
+
+Every storage SOP class is accepted in every transfer syntax pynetdicom knows (implicit and
+explicit little endian, deflate, big endian, JPEG baseline/extended/lossless, JPEG-LS,
+JPEG 2000, HTJ2K, RLE, MPEG/HEVC video). The C-STORE handler never decodes pixel data: it
+hands the bytes exactly as received to the :class:`~radpilot.dicom.intake.Intake`, which
+answers success only once the file is on disk.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+from typing import Any
+
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from radpilot.core.settings import Settings
+from radpilot.dicom.intake import Arrival, Intake
+from radpilot.dicom.status import Status
+
+__all__ = ["Receiver"]
+
+log = logging.getLogger(__name__)
+
+
+class _AllowListServer(ThreadedAssociationServer):  # type: ignore[misc]
+    """Closes connections from hosts outside the allow-list before any DICOM is read."""
+
+    allowed: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+
+    def verify_request(self, request: socket.socket, client_address: Any) -> bool:
+        if not self.allowed:
+            return True
+        host = ipaddress.ip_address(client_address[0])
+        if any(host in network for network in self.allowed):
+            return True
+        log.warning("refused a connection from %s: host not in RADPILOT_ALLOWED_HOSTS",
+                    client_address[0])
+        return False
+
+
+class Receiver:
+    """A running C-STORE SCP bound to ``settings.dicom_host:settings.dicom_port``.
+
+    Parameters
+    ----------
+    settings
+        AE title, port, allow-lists, PDU size, timeouts, association limit.
+    intake
+        Where received objects go.
+    """
+
+    def __init__(self, settings: Settings, intake: Intake) -> None:
+        self.settings = settings
+        self.intake = intake
+        self.ae = self._build_ae()
+        self._server: _AllowListServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _build_ae(self) -> AE:
+        s = self.settings
+        ae = AE(ae_title=s.ae_title)
+        ae.maximum_pdu_size = s.max_pdu_size
+        ae.maximum_associations = s.max_associations
+        ae.network_timeout = s.network_timeout
+        ae.acse_timeout = s.network_timeout
+        ae.dimse_timeout = s.network_timeout
+        ae.require_calling_aet = list(s.allowed_calling_aets)
+        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        return ae
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually bound (useful when configured as 0)."""
+        if self._server is None:
+            raise RuntimeError("the receiver is not running; call start() first")
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        """Bind the port and serve associations on background threads.
+
+        Raises
+        ------
+        OSError
+            If the port cannot be bound (in use, or privileged).
+        """
+        handlers = [
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_ECHO, _on_echo),
+            (evt.EVT_ACCEPTED, _on_accepted),
+            (evt.EVT_REJECTED, _on_rejected),
+            (evt.EVT_ABORTED, _on_aborted),
+        ]
+        server_class = type("RadpilotServer", (_AllowListServer,), {
+            "allowed": [ipaddress.ip_network(h, strict=False)
+                        for h in self.settings.allowed_hosts],
+        })
+        server = self.ae.make_server(
+            (self.settings.dicom_host, self.settings.dicom_port),
+            evt_handlers=handlers,
+            server_class=server_class,
+        )
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever,
+                                        name="radpilot-dicom-acceptor", daemon=True)
+        self._thread.start()
+        log.info("DICOM receiver %s listening on %s:%d", self.settings.ae_title,
+                 self.settings.dicom_host, self.port)
+
+    def stop(self) -> None:
+        """Stop accepting, let running associations end, and close the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.ae.shutdown()
+
+    def _on_store(self, event: evt.Event) -> int:
+        requestor = event.assoc.requestor
+        calling = str(requestor.ae_title).strip()
+        request = event.request
+        try:
+            data = event.encoded_dataset(include_meta=True)
+        except (ValueError, AttributeError, TypeError) as exc:
+            log.warning("C-STORE from %s: file meta could not be built: %s", calling, exc)
+            return int(Status.CANNOT_UNDERSTAND)
+        arrival = Arrival(
+            data=data,
+            source="dicom",
+            origin=f"{calling}@{requestor.address}",
+            calling_ae_title=calling[:16],
+            expected_sop_class_uid=str(request.AffectedSOPClassUID),
+            expected_sop_instance_uid=str(request.AffectedSOPInstanceUID),
+        )
+        return int(self.intake.accept(arrival).status)
+
+
+def _on_echo(event: evt.Event) -> int:
+    return int(Status.SUCCESS)
+
+
+def _on_accepted(event: evt.Event) -> None:
+    requestor = event.assoc.requestor
+    log.info("association accepted from %s (%s)", str(requestor.ae_title).strip(),
+             requestor.address)
+
+
+def _on_rejected(event: evt.Event) -> None:
+    requestor = event.assoc.requestor
+    log.warning("association rejected from %s (%s): calling AE title not allowed "
+                "or association limit reached",
+                str(requestor.ae_title).strip(), requestor.address)
+
+
+def _on_aborted(event: evt.Event) -> None:
+    log.warning("association from %s aborted", event.assoc.requestor.address)

@@ -1,0 +1,112 @@
+"""Storage: migrations on SQLite and PostgreSQL, the write-once archive, the index."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, inspect, select
+
+from radpilot.core.errors import StorageError
+from radpilot.dicom.index import StoredFile, index_instance
+from radpilot.dicom.reading import extract_meta, parse_bytes
+from radpilot.store import Archive, Database, OutOfSpaceError, PutOutcome
+from radpilot.store.models import Base, Instance, Patient, Series, Study
+from tests.conftest import pydicom_data_files
+
+
+def test_migrations_match_the_models(db: Database) -> None:
+    assert db.current_revision() == db.head_revision() is not None
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], f"models and migrations disagree: {diff}"
+    tables = set(inspect(db.engine).get_table_names())
+    assert {"patients", "studies", "series", "instances", "receipts", "reads"} <= tables
+
+
+def test_migrate_is_idempotent(db: Database) -> None:
+    before = db.current_revision()
+    db.migrate()
+    assert db.current_revision() == before
+
+
+def test_archive_stores_byte_identical_and_never_overwrites(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "a", fsync=True)
+    first = b"DICOM-ish bytes \x00\x01" * 100
+    stored = archive.put(first, "1.2.3.4")
+    assert stored.outcome is PutOutcome.STORED
+    assert archive.read_bytes(stored.relative_path) == first
+    assert stored.sha256 == hashlib.sha256(first).hexdigest()
+    assert (tmp_path / "a" / "pending" / "1.2.3.4.dcm").exists()
+
+    again = archive.put(first, "1.2.3.4")
+    assert again.outcome is PutOutcome.DUPLICATE
+    other = archive.put(b"something else", "1.2.3.4")
+    assert other.outcome is PutOutcome.CONFLICT
+    assert archive.read_bytes(stored.relative_path) == first  # the first copy is kept
+    assert archive.read_bytes(other.relative_path) == b"something else"  # nothing lost
+    assert not list((tmp_path / "a" / "tmp").iterdir())
+
+
+def test_archive_race_on_one_uid_stores_exactly_once(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "a", fsync=False)
+    outcomes: list[PutOutcome] = []
+    barrier = threading.Barrier(8)
+
+    def put(i: int) -> None:
+        barrier.wait()
+        outcomes.append(archive.put(b"same" if i % 2 else b"different%d" % i, "9.8.7").outcome)
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count(PutOutcome.STORED) == 1
+    assert len(outcomes) == 8
+
+
+def test_archive_names_unsafe_uids_safely(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "a", fsync=False)
+    result = archive.put(b"x", "../../etc/passwd")
+    target = (tmp_path / "a" / result.relative_path).resolve()
+    assert target.is_relative_to((tmp_path / "a").resolve())
+    with pytest.raises(StorageError):
+        archive.path("../outside")
+
+
+def test_archive_refuses_below_free_space_floor(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "a", fsync=False, min_free_bytes=2**62)
+    with pytest.raises(OutOfSpaceError, match="free"):
+        archive.put(b"x", "1.2")
+    assert not archive.contains("1.2")
+
+
+def test_index_real_files_on_both_backends(db: Database, tmp_path: Path) -> None:
+    files = pydicom_data_files()[:25]
+    metas = []
+    for path in files:
+        try:
+            metas.append(extract_meta(parse_bytes(path.read_bytes())))
+        except ValueError:
+            continue
+    unique = {m.sop_instance_uid: m for m in metas}
+    with db.session() as session:
+        for meta in unique.values():
+            index_instance(session, meta, StoredFile("x", "0" * 64, 1, "import"))
+    with db.session() as session:  # indexing again changes nothing
+        for meta in unique.values():
+            index_instance(session, meta, StoredFile("x", "0" * 64, 1, "import"))
+    with db.session() as session:
+        assert session.scalar(select(func.count(Instance.id))) == len(unique)
+        assert session.scalar(select(func.count(Study.id))) == len(
+            {m.study_instance_uid for m in unique.values()})
+        assert session.scalar(select(func.count(Series.id))) == len(
+            {m.series_instance_uid for m in unique.values()})
+        assert session.scalar(select(func.count(Patient.id))) >= 1
+        modalities = set(session.scalars(select(Series.modality)).all())
+    assert modalities == {m.values.get("Modality") for m in unique.values()}
