@@ -15,17 +15,44 @@ import socket
 import threading
 from typing import Any
 
+from pydicom._uid_dict import UID_dictionary
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    Verification,
+    register_uid,
+    uid_to_service_class,
+)
 from pynetdicom.transport import ThreadedAssociationServer
 
 from radpilot.core.settings import Settings
 from radpilot.dicom.intake import Arrival, Intake
 from radpilot.dicom.status import Status
 
-__all__ = ["Receiver"]
+__all__ = ["Receiver", "storage_sop_classes"]
 
 log = logging.getLogger(__name__)
+
+
+def storage_sop_classes() -> list[str]:
+    """Every storage SOP class, retired and trial ones included.
+
+    pynetdicom's list leaves out retired classes, but archives hold old studies (e.g.
+    Ultrasound Image Storage (Retired), still sent by older modalities), so radpilot also
+    accepts every composite "Storage" class in pydicom's UID dictionary.
+    """
+    classes = {str(context.abstract_syntax) for context in AllStoragePresentationContexts}
+    for uid, (name, kind, _info, _retired, keyword) in UID_dictionary.items():
+        if kind != "SOP Class" or "Storage" not in name:
+            continue
+        if not uid.startswith("1.2.840.10008.5.1.4.") or uid in classes:
+            continue
+        if uid_to_service_class(uid) is not StorageServiceClass:
+            # pynetdicom aborts associations that use a class it cannot map to a
+            # service, so the retired ones are registered as storage classes.
+            register_uid(uid, keyword, StorageServiceClass)
+        classes.add(uid)
+    return sorted(classes)
 
 
 class _AllowListServer(ThreadedAssociationServer):  # type: ignore[misc]
@@ -72,8 +99,8 @@ class Receiver:
         ae.dimse_timeout = s.network_timeout
         ae.require_calling_aet = list(s.allowed_calling_aets)
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
-        for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        for sop_class in storage_sop_classes():
+            ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES)
         return ae
 
     @property
@@ -107,6 +134,10 @@ class Receiver:
             evt_handlers=handlers,
             server_class=server_class,
         )
+        # As AE.start_server(block=False) does: the AE tracks its servers so that
+        # AE.shutdown() and server.shutdown() agree (pynetdicom has no public hook for a
+        # custom server class in start_server).
+        self.ae._servers.append(server)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever,
                                         name="radpilot-dicom-acceptor", daemon=True)
@@ -122,7 +153,6 @@ class Receiver:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
-        self.ae.shutdown()
 
     def _on_store(self, event: evt.Event) -> int:
         requestor = event.assoc.requestor
