@@ -26,8 +26,9 @@ REQUIRE_SERVICES = os.environ.get("RADPILOT_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get(
     "RADPILOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-SHARED_DATA = Path(os.environ.get("RADPILOT_SHARED_DATA",
-                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("RADPILOT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 def missing(reason: str) -> None:
@@ -39,8 +40,9 @@ def missing(reason: str) -> None:
 
 def require_tool(name: str) -> str:
     """The path of a command-line peer (dcmtk, Orthanc), or skip/fail."""
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists()
-                                  else None)
+    path = shutil.which(name) or (
+        f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
+    )
     if path is None:
         missing(f"{name} is not installed (apt-get install -y dcmtk orthanc)")
     assert path is not None
@@ -74,7 +76,7 @@ def postgres_url() -> Iterator[str]:
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # psycopg raises OperationalError subclasses
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "not reachable"
         missing(f"PostgreSQL not reachable at {POSTGRES_URL}: {type(exc).__name__}")
     yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
@@ -129,5 +131,4 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
-__all__ = ["free_port", "missing", "pydicom", "pydicom_data_files", "require_tool",
-           "shared_data"]
+__all__ = ["free_port", "missing", "pydicom", "pydicom_data_files", "require_tool", "shared_data"]

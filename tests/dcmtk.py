@@ -25,14 +25,16 @@ def storescu_config(files: Iterable[Path], target: Path) -> tuple[Path, list[Pat
     """
     pairs: dict[tuple[str, str], None] = {}
     sendable = []
+    unsendable: list[tuple[Path, str]] = []
     for path in files:
         try:
             meta = pydicom.filereader.read_file_meta_info(path)
             pair = (str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID))
-        except Exception:  # unreadable meta: dcmtk will refuse it too; not sent
-            continue
-        pairs[pair] = None
-        sendable.append(path)
+        except (pydicom.errors.InvalidDicomError, OSError, AttributeError) as exc:
+            unsendable.append((path, type(exc).__name__))  # dcmtk would refuse it too
+        else:
+            pairs[pair] = None
+            sendable.append(path)
     syntaxes = sorted({ts for _, ts in pairs})
     lines = ["[[TransferSyntaxes]]"]
     for i, ts in enumerate(syntaxes):
@@ -47,24 +49,45 @@ def storescu_config(files: Iterable[Path], target: Path) -> tuple[Path, list[Pat
     return target, sendable
 
 
-def storescu(port: int, files: list[Path], *, config: Path | None = None,
-             called: str = "RADPILOT", calling: str = "STORESCU",
-             timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def storescu(
+    port: int,
+    files: list[Path],
+    *,
+    config: Path | None = None,
+    called: str = "RADPILOT",
+    calling: str = "STORESCU",
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
     """Send ``files`` over one association; ``-nh``: go on after a failed file."""
     args = [require_tool("storescu"), "-aec", called, "-aet", calling, "-nh"]
     if config is not None:
         args += ["-xf", str(config), "Default"]
     args += ["127.0.0.1", str(port), *map(str, files)]
-    return subprocess.run(args, env=ENV, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        args, env=ENV, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def echoscu(port: int, called: str = "RADPILOT", calling: str = "ECHOSCU") -> bool:
     """Whether a C-ECHO to ``port`` succeeds."""
     result = subprocess.run(
-        [require_tool("echoscu"), "-aec", called, "-aet", calling, "-to", "5",
-         "127.0.0.1", str(port)],
-        env=ENV, capture_output=True, text=True, timeout=30, check=False)
+        [
+            require_tool("echoscu"),
+            "-aec",
+            called,
+            "-aet",
+            calling,
+            "-to",
+            "5",
+            "127.0.0.1",
+            str(port),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     return result.returncode == 0
 
 
@@ -76,9 +99,21 @@ class StoreSCP:
         self.port = port
         folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [require_tool("storescp"), "+B", "+uf", "+xa", "-od", str(folder),
-             "-aet", "STORESCP", str(port)],
-            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                require_tool("storescp"),
+                "+B",
+                "+uf",
+                "+xa",
+                "-od",
+                str(folder),
+                "-aet",
+                "STORESCP",
+                str(port),
+            ],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 15
         while not echoscu(port, called="STORESCP"):
             if time.monotonic() > deadline or self.process.poll() is not None:

@@ -30,13 +30,18 @@ def dataset_part(data: bytes) -> bytes:
     fp = BytesIO(data)
     read_preamble(fp, force=False)
     _read_file_meta_info(fp)
-    return data[fp.tell():]
+    return data[fp.tell() :]
 
 
 def start_service(tmp_path: Path, **overrides: object) -> IntakeService:
-    settings = load_settings(data_dir=tmp_path / "data", dicom_port=0,
-                             dicom_host="127.0.0.1", fsync=False, min_free_disk_mb=0,
-                             **overrides)
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        dicom_port=0,
+        dicom_host="127.0.0.1",
+        fsync=False,
+        min_free_disk_mb=0,
+        **overrides,
+    )
     service = IntakeService(settings)
     service.start()
     return service
@@ -67,8 +72,10 @@ def test_pydicom_data_arrives_byte_identical_to_a_dcmtk_reference(
     sent = dcmtk.storescu(service.receiver.port, sendable, config=config)
     assert service.intake.flush(timeout=60)
 
-    expected = Counter(hashlib.sha256(dataset_part(p.read_bytes())).hexdigest()
-                       for p in (tmp_path / "storescp").iterdir())
+    expected = Counter(
+        hashlib.sha256(dataset_part(p.read_bytes())).hexdigest()
+        for p in (tmp_path / "storescp").iterdir()
+    )
     assert sum(expected.values()) >= 60, sent.stderr[-2000:]
 
     archive = service.intake.archive
@@ -79,8 +86,9 @@ def test_pydicom_data_arrives_byte_identical_to_a_dcmtk_reference(
     for receipt in receipts:
         if receipt.outcome is not ReceiptOutcome.REJECTED:
             assert receipt.stored_path is not None
-            got[hashlib.sha256(dataset_part(archive.read_bytes(receipt.stored_path)))
-                .hexdigest()] += 1
+            got[
+                hashlib.sha256(dataset_part(archive.read_bytes(receipt.stored_path))).hexdigest()
+            ] += 1
     # Every object dcmtk's own receiver got, bit for bit, radpilot holds bit for bit.
     assert got == expected
     rejected = [r for r in receipts if r.outcome is ReceiptOutcome.REJECTED]
@@ -141,8 +149,9 @@ def test_concurrent_associations(service: IntakeService, tmp_path: Path) -> None
         thread.join()
     assert service.intake.flush(60)
     # files dcmtk itself refuses to read never reach the receiver
-    refused = sum(e.count("Bad DICOM file") + e.count("No SOP Class or Instance UID")
-                  for e in errors)
+    refused = sum(
+        e.count("Bad DICOM file") + e.count("No SOP Class or Instance UID") for e in errors
+    )
     counters = service.intake.counters
     handled = counters.stored + counters.duplicate + counters.conflict + counters.rejected
     assert len(errors) == 4
@@ -151,15 +160,17 @@ def test_concurrent_associations(service: IntakeService, tmp_path: Path) -> None
     with service.db.session() as session:
         uids = set(session.scalars(select(Instance.sop_instance_uid)))
         receipts = session.scalars(select(Receipt)).all()
-    assert uids == {r.sop_instance_uid for r in receipts
-                    if r.outcome is not ReceiptOutcome.REJECTED}
+    assert uids == {
+        r.sop_instance_uid for r in receipts if r.outcome is not ReceiptOutcome.REJECTED
+    }
 
 
-def test_study_complete_is_announced_once_quiet(service: IntakeService,
-                                                tmp_path: Path) -> None:
+def test_study_complete_is_announced_once_quiet(service: IntakeService, tmp_path: Path) -> None:
     announced: list[tuple[str, int]] = []
-    service.bus.subscribe(STUDY_COMPLETE, lambda study_instance_uid, instances:
-                          announced.append((study_instance_uid, instances)))
+    service.bus.subscribe(
+        STUDY_COMPLETE,
+        lambda study_instance_uid, instances: announced.append((study_instance_uid, instances)),
+    )
     files = sorted(shared_data("dcm_qa_ts", "In").iterdir())
     config, sendable = dcmtk.storescu_config(files, tmp_path / "c.cfg")
     dcmtk.storescu(service.receiver.port, sendable, config=config)
@@ -169,8 +180,13 @@ def test_study_complete_is_announced_once_quiet(service: IntakeService,
         time.sleep(0.1)
     with service.db.session() as session:
         studies = session.scalars(select(Study)).all()
-        counts = {s.study_instance_uid: session.scalar(
-            select(func.count(Instance.id)).join(Instance.series).where(
-                Instance.series.has(study_pk=s.id))) for s in studies}
+        counts = {
+            s.study_instance_uid: session.scalar(
+                select(func.count(Instance.id))
+                .join(Instance.series)
+                .where(Instance.series.has(study_pk=s.id))
+            )
+            for s in studies
+        }
     assert dict(announced) == counts
     assert all(s.completed_at is not None for s in studies)

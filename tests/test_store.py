@@ -104,9 +104,11 @@ def test_index_real_files_on_both_backends(db: Database, tmp_path: Path) -> None
     with db.session() as session:
         assert session.scalar(select(func.count(Instance.id))) == len(unique)
         assert session.scalar(select(func.count(Study.id))) == len(
-            {m.study_instance_uid for m in unique.values()})
+            {m.study_instance_uid for m in unique.values()}
+        )
         assert session.scalar(select(func.count(Series.id))) == len(
-            {m.series_instance_uid for m in unique.values()})
+            {m.series_instance_uid for m in unique.values()}
+        )
         assert session.scalar(select(func.count(Patient.id))) >= 1
         modalities = set(session.scalars(select(Series.modality)).all())
     assert modalities == {m.values.get("Modality") for m in unique.values()}

@@ -17,7 +17,14 @@ from radpilot.core.errors import ConfigurationError, RadpilotError
 from radpilot.core.settings import Settings, load_settings
 from radpilot.store import Archive, Database
 
-__all__ = ["fail", "open_database", "open_archive", "reporting_errors", "settings_of", "with_overrides"]
+__all__ = [
+    "fail",
+    "open_archive",
+    "open_database",
+    "reporting_errors",
+    "settings_of",
+    "with_overrides",
+]
 
 
 def settings_of(ctx: typer.Context) -> Settings:

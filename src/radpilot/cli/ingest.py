@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from radpilot.cli.context import fail, open_database, reporting_errors, settings_of
-from radpilot.dicom.intake import Intake
 from radpilot.dicom.ingest import IngestSummary, ingest_sources
+from radpilot.dicom.intake import Intake
 from radpilot.dicom.sources import collect_sources, count_sources
 
 __all__ = ["ingest"]
@@ -60,8 +60,7 @@ def _run(paths: list[Path], intake: Intake, *, show: bool) -> IngestSummary:
     columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("ingest", total=count_sources(paths))
-        return ingest_sources(collect_sources(paths), intake,
-                              progress=lambda: bar.advance(task))
+        return ingest_sources(collect_sources(paths), intake, progress=lambda: bar.advance(task))
 
 
 def _print(summary: IngestSummary) -> None:

@@ -35,13 +35,20 @@ def _global(
     ctx: typer.Context,
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", envvar="RADPILOT_DATA_DIR",
-                     help="Installation directory: database, archive, models, reports "
-                          "[default: ./radpilot-data]."),
+        typer.Option(
+            "--data-dir",
+            envvar="RADPILOT_DATA_DIR",
+            help="Installation directory: database, archive, models, reports "
+            "[default: ./radpilot-data].",
+        ),
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = None,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Settings come from RADPILOT_* variables, RADPILOT_CONFIG (YAML/TOML), then options."""
     try:
@@ -56,7 +63,7 @@ def _global(
 
 def _register() -> None:
     # Imported here so that `radpilot --help` stays fast and modules stay independent.
-    from radpilot.cli import deid, inventory, labels, serve
+    from radpilot.cli import deid, demo, inventory, labels, serve
     from radpilot.cli import ingest as ingest_cmd
 
     app.command("serve")(serve.serve)
@@ -64,6 +71,7 @@ def _register() -> None:
     app.command("deid")(deid.deid)
     app.command("inventory")(inventory.inventory)
     app.add_typer(labels.app, name="labels")
+    app.command("demo")(demo.demo)
 
 
 def main() -> None:

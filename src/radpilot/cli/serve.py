@@ -24,8 +24,11 @@ def serve(
     Runs until interrupted (Ctrl-C or SIGTERM), then finishes indexing what it accepted.
     """
     base = settings_of(ctx)
-    overrides = {k: v for k, v in (("dicom_port", dicom_port), ("ae_title", ae_title),
-                                   ("dicom_host", host)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("dicom_port", dicom_port), ("ae_title", ae_title), ("dicom_host", host))
+        if v is not None
+    }
     with reporting_errors():
         settings = with_overrides(base, **overrides)
         from radpilot.pipeline.service import IntakeService
@@ -35,8 +38,11 @@ def serve(
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         service.start()
-        typer.echo(f"radpilot: receiving DICOM as {settings.ae_title} on port "
-                   f"{service.receiver.port}; data in {settings.data_dir}", err=True)
+        typer.echo(
+            f"radpilot: receiving DICOM as {settings.ae_title} on port "
+            f"{service.receiver.port}; data in {settings.data_dir}",
+            err=True,
+        )
         try:
             stop.wait()
         finally:

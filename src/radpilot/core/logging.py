@@ -28,9 +28,7 @@ def configure_logging(level: str = "INFO") -> None:
     its logger is capped at WARNING whatever ``level`` is.
     """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("radpilot")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -57,9 +57,10 @@ def _patient(session: Session, meta: InstanceMeta, cache: IndexCache) -> Patient
 
 def _study(session: Session, meta: InstanceMeta, cache: IndexCache) -> Study:
     uid = meta.study_instance_uid
-    study = cache.studies.get(uid) or session.scalars(
-        select(Study).where(Study.study_instance_uid == uid)
-    ).one_or_none()
+    study = (
+        cache.studies.get(uid)
+        or session.scalars(select(Study).where(Study.study_instance_uid == uid)).one_or_none()
+    )
     v = meta.values
     now = utcnow()
     if study is None:
@@ -80,11 +81,13 @@ def _study(session: Session, meta: InstanceMeta, cache: IndexCache) -> Study:
     else:
         study.last_received_at = now
         # fill attributes the first instance lacked, never overwrite what is known
-        for attr, keyword in (("accession_number", "AccessionNumber"),
-                              ("study_description", "StudyDescription"),
-                              ("institution_name", "InstitutionName"),
-                              ("patient_age", "PatientAge"),
-                              ("patient_age_years", "PatientAgeYears")):
+        for attr, keyword in (
+            ("accession_number", "AccessionNumber"),
+            ("study_description", "StudyDescription"),
+            ("institution_name", "InstitutionName"),
+            ("patient_age", "PatientAge"),
+            ("patient_age_years", "PatientAgeYears"),
+        ):
             if getattr(study, attr) is None and v.get(keyword) is not None:
                 setattr(study, attr, v.get(keyword))
     cache.studies[uid] = study
@@ -93,9 +96,10 @@ def _study(session: Session, meta: InstanceMeta, cache: IndexCache) -> Study:
 
 def _series(session: Session, meta: InstanceMeta, cache: IndexCache) -> Series:
     uid = meta.series_instance_uid
-    series = cache.series.get(uid) or session.scalars(
-        select(Series).where(Series.series_instance_uid == uid)
-    ).one_or_none()
+    series = (
+        cache.series.get(uid)
+        or session.scalars(select(Series).where(Series.series_instance_uid == uid)).one_or_none()
+    )
     if series is None:
         v = meta.values
         series = Series(

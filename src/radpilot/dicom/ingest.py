@@ -10,12 +10,13 @@ from typing import Any
 
 import pydicom
 from pydicom.dataset import FileMetaDataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    PYDICOM_IMPLEMENTATION_UID,
 )
 
 from radpilot.dicom.intake import Arrival, Intake
@@ -41,8 +42,14 @@ class IngestSummary:
     @property
     def seen(self) -> int:
         """Every source looked at."""
-        return (self.imported + self.duplicates + self.conflicts + self.quarantined
-                + sum(self.rejected.values()) + sum(self.skipped.values()))
+        return (
+            self.imported
+            + self.duplicates
+            + self.conflicts
+            + self.quarantined
+            + sum(self.rejected.values())
+            + sum(self.skipped.values())
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary."""
@@ -66,14 +73,14 @@ def as_part10(data: bytes) -> bytes | None:
     preamble and file meta (common from older systems) gets both prepended, its own
     bytes untouched; anything else is not DICOM.
     """
-    if data[_DICM_OFFSET:_DICM_OFFSET + 4] == b"DICM":
+    if data[_DICM_OFFSET : _DICM_OFFSET + 4] == b"DICM":
         return data
     if len(data) < 8 or data[:2] not in (b"\x08\x00", b"\x00\x08"):
         return None  # a bare data set starts with a group 0008 element
     try:
         ds = pydicom.dcmread(BytesIO(data), force=True)
         sop_class, sop_instance = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
-    except Exception:  # anything unparseable here is "not DICOM", reported by the caller
+    except Exception:  # noqa: BLE001 - unparseable here means "not DICOM", counted by the caller
         return None
     if not sop_class or not sop_instance:
         return None
@@ -81,10 +88,15 @@ def as_part10(data: bytes) -> bytes | None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_instance
-    meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
-                              ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    meta.TransferSyntaxUID = (
+        ImplicitVRLittleEndian
+        if implicit
+        else ExplicitVRLittleEndian
+        if little
+        else ExplicitVRBigEndian
+    )
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    buffer = BytesIO()
+    buffer = DicomBytesIO()
     buffer.write(b"\x00" * _DICM_OFFSET + b"DICM")
     write_file_meta_info(buffer, meta, enforce_standard=True)
     return buffer.getvalue() + data

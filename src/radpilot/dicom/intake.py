@@ -174,10 +174,14 @@ class Intake:
                 continue
             rel = self.archive.relative_path(meta.sop_instance_uid)
             stored = StoredFile(rel, _sha256(data), len(data), "recovered")
-            receipt = Receipt(source="recovered", outcome=ReceiptOutcome.STORED,
-                              sop_instance_uid=meta.sop_instance_uid,
-                              study_instance_uid=meta.study_instance_uid,
-                              sha256=stored.sha256, stored_path=rel)
+            receipt = Receipt(
+                source="recovered",
+                outcome=ReceiptOutcome.STORED,
+                sop_instance_uid=meta.sop_instance_uid,
+                study_instance_uid=meta.study_instance_uid,
+                sha256=stored.sha256,
+                stored_path=rel,
+            )
             self._enqueue(_Job(receipt, meta, stored))
             count += 1
         if count:
@@ -227,8 +231,14 @@ class Intake:
         if put.outcome is PutOutcome.STORED:
             receipt.outcome = ReceiptOutcome.STORED
             self.counters.add("stored")
-            stored = StoredFile(put.relative_path, put.sha256, put.size, arrival.source,
-                                arrival.calling_ae_title, deidentified)
+            stored = StoredFile(
+                put.relative_path,
+                put.sha256,
+                put.size,
+                arrival.source,
+                arrival.calling_ae_title,
+                deidentified,
+            )
             return self._ok(receipt, meta), _Job(receipt, meta, stored)
         if put.outcome is PutOutcome.DUPLICATE:
             receipt.outcome = ReceiptOutcome.DUPLICATE
@@ -238,28 +248,44 @@ class Intake:
             receipt.outcome = ReceiptOutcome.CONFLICT
             receipt.reason = "different object under an archived SOP Instance UID; kept aside"
             self.counters.add("conflict")
-            log.warning("instance %s arrived again with different content; the first copy "
-                        "is kept, the new one is in %s", ref(meta.sop_instance_uid),
-                        "conflicts/")
+            log.warning(
+                "instance %s arrived again with different content; the first copy "
+                "is kept, the new one is in %s",
+                ref(meta.sop_instance_uid),
+                "conflicts/",
+            )
         return self._ok(receipt, meta), None
 
     def _ok(self, receipt: Receipt, meta: InstanceMeta) -> IntakeResult:
-        return IntakeResult(receipt.outcome, Status.SUCCESS, receipt.reason,
-                            meta.sop_instance_uid, meta.study_instance_uid)
+        return IntakeResult(
+            receipt.outcome,
+            Status.SUCCESS,
+            receipt.reason,
+            meta.sop_instance_uid,
+            meta.study_instance_uid,
+        )
 
     def _reject(self, receipt: Receipt, status: int, reason: str) -> IntakeResult:
         receipt.outcome = ReceiptOutcome.REJECTED
         receipt.reason = reason
         self.counters.add("rejected")
         log.warning("rejected %s object (status 0x%04X): %s", receipt.source, status, reason)
-        return IntakeResult(ReceiptOutcome.REJECTED, status, reason,
-                            receipt.sop_instance_uid, receipt.study_instance_uid)
+        return IntakeResult(
+            ReceiptOutcome.REJECTED,
+            status,
+            reason,
+            receipt.sop_instance_uid,
+            receipt.study_instance_uid,
+        )
 
-    def _quarantine(self, receipt: Receipt, data: bytes, meta: InstanceMeta,
-                    reason: str) -> IntakeResult:
+    def _quarantine(
+        self, receipt: Receipt, data: bytes, meta: InstanceMeta, reason: str
+    ) -> IntakeResult:
         if self.quarantine_dir is None:
-            raise InvalidInstanceError(f"would be quarantined ({reason}) but no quarantine "
-                                       "folder is configured", Status.PROCESSING_FAILURE)
+            raise InvalidInstanceError(
+                f"would be quarantined ({reason}) but no quarantine folder is configured",
+                Status.PROCESSING_FAILURE,
+            )
         quarantine = Archive(self.quarantine_dir, fsync=self.archive.fsync)
         put = quarantine.put(data, meta.sop_instance_uid)
         quarantine.mark_indexed(meta.sop_instance_uid)  # quarantined files are not indexed
@@ -306,17 +332,22 @@ class Intake:
             except SQLAlchemyError as exc:
                 if attempt == 5:
                     # The files stay linked in pending/ and are indexed at the next start.
-                    log.error("indexing %d instance(s) failed for good: %s", len(batch),
-                              type(exc).__name__)
+                    log.error(
+                        "indexing %d instance(s) failed for good: %s",
+                        len(batch),
+                        type(exc).__name__,
+                    )
                     self.counters.add("index_failures", len(batch))
                     break
                 log.warning("indexing failed (%s), retry %d", type(exc).__name__, attempt)
                 time.sleep(0.2 * 2**attempt)
         for job in batch:
             if job.stored is not None and job.meta is not None:
-                self.bus.publish(STUDY_INDEXED,
-                                 study_instance_uid=job.meta.study_instance_uid,
-                                 sop_instance_uid=job.meta.sop_instance_uid)
+                self.bus.publish(
+                    STUDY_INDEXED,
+                    study_instance_uid=job.meta.study_instance_uid,
+                    sop_instance_uid=job.meta.sop_instance_uid,
+                )
         with self._idle:
             self._unfinished -= len(batch)
             if not self._unfinished:
@@ -337,23 +368,39 @@ class Intake:
 
 def _copy_receipt(receipt: Receipt) -> Receipt:
     """A fresh ORM object per attempt, so that a rolled-back attempt leaves no state."""
-    fields = ("at", "source", "origin", "outcome", "sop_instance_uid", "study_instance_uid",
-              "sha256", "status", "reason", "stored_path")
+    fields = (
+        "at",
+        "source",
+        "origin",
+        "outcome",
+        "sop_instance_uid",
+        "study_instance_uid",
+        "sha256",
+        "status",
+        "reason",
+        "stored_path",
+    )
     return Receipt(**{name: getattr(receipt, name) for name in fields})
 
 
 def _check_request(arrival: Arrival, meta: InstanceMeta) -> None:
     """The data set must be the instance the C-STORE request announced."""
-    if (arrival.expected_sop_class_uid is not None
-            and meta.sop_class_uid != arrival.expected_sop_class_uid):
+    if (
+        arrival.expected_sop_class_uid is not None
+        and meta.sop_class_uid != arrival.expected_sop_class_uid
+    ):
         raise InvalidInstanceError(
             "SOP Class UID in the data set differs from the C-STORE request",
-            Status.DATASET_DOES_NOT_MATCH)
-    if (arrival.expected_sop_instance_uid is not None
-            and meta.sop_instance_uid != arrival.expected_sop_instance_uid):
+            Status.DATASET_DOES_NOT_MATCH,
+        )
+    if (
+        arrival.expected_sop_instance_uid is not None
+        and meta.sop_instance_uid != arrival.expected_sop_instance_uid
+    ):
         raise InvalidInstanceError(
             "SOP Instance UID in the data set differs from the C-STORE request",
-            Status.DATASET_DOES_NOT_MATCH)
+            Status.DATASET_DOES_NOT_MATCH,
+        )
 
 
 def _sha256(data: bytes) -> str:

@@ -26,8 +26,8 @@ __all__ = [
     "InvalidInstanceError",
     "configure_pydicom",
     "extract_meta",
-    "parse_bytes",
     "parse_age_years",
+    "parse_bytes",
 ]
 
 
@@ -75,8 +75,16 @@ def parse_bytes(data: bytes) -> Dataset:
         raise InvalidInstanceError(f"not a DICOM file: {exc}") from exc
     except (EOFError, OSError) as exc:
         raise InvalidInstanceError(f"truncated DICOM data: {exc}") from exc
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError,
-            NotImplementedError, AttributeError, MemoryError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        OverflowError,
+        NotImplementedError,
+        AttributeError,
+        MemoryError,
+    ) as exc:
         raise InvalidInstanceError(f"malformed DICOM data: {type(exc).__name__}: {exc}") from exc
     return ds
 
@@ -84,14 +92,15 @@ def parse_bytes(data: bytes) -> Dataset:
 def _uid(ds: Dataset, keyword: str) -> str:
     try:
         value = ds.get(keyword)
-    except Exception as exc:  # pydicom raises many types on broken raw values
+    except Exception as exc:
         raise InvalidInstanceError(f"{keyword} cannot be read: {exc}") from exc
     text = str(value or "").strip().rstrip("\x00").strip()
     if not text:
         raise InvalidInstanceError(f"{keyword} is missing; radpilot files instances by it")
     if len(text) > 64 or not text.isprintable() or "\\" in text:
-        raise InvalidInstanceError(f"{keyword} is not a valid UID (over 64 characters or "
-                                   "not printable)")
+        raise InvalidInstanceError(
+            f"{keyword} is not a valid UID (over 64 characters or not printable)"
+        )
     return text
 
 
@@ -110,19 +119,54 @@ class InstanceMeta:
 
 # keyword -> converter; each converter returns None when the value is absent
 _TEXT_FIELDS = (
-    "PatientID", "IssuerOfPatientID", "PatientName", "PatientBirthDate", "PatientSex",
-    "PatientAge", "AccessionNumber", "StudyDate", "StudyTime", "StudyDescription",
-    "InstitutionName", "Modality", "BodyPartExamined", "ViewPosition", "SeriesDescription",
-    "ProtocolName", "Manufacturer", "ManufacturerModelName", "SoftwareVersions",
-    "StationName", "ConvolutionKernel", "PhotometricInterpretation", "BurnedInAnnotation",
-    "PixelSpacing", "ImagerPixelSpacing",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "AccessionNumber",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "InstitutionName",
+    "Modality",
+    "BodyPartExamined",
+    "ViewPosition",
+    "SeriesDescription",
+    "ProtocolName",
+    "Manufacturer",
+    "ManufacturerModelName",
+    "SoftwareVersions",
+    "StationName",
+    "ConvolutionKernel",
+    "PhotometricInterpretation",
+    "BurnedInAnnotation",
+    "PixelSpacing",
+    "ImagerPixelSpacing",
 )
-_INT_FIELDS = ("SeriesNumber", "InstanceNumber", "Rows", "Columns", "NumberOfFrames",
-               "BitsAllocated", "BitsStored", "SamplesPerPixel")
+_INT_FIELDS = (
+    "SeriesNumber",
+    "InstanceNumber",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "BitsAllocated",
+    "BitsStored",
+    "SamplesPerPixel",
+)
 _FLOAT_FIELDS = ("SliceThickness", "KVP")
-_MAX_TEXT = {"StudyDate": 8, "PatientBirthDate": 8, "PatientAge": 8, "PatientSex": 16,
-             "Modality": 16, "ViewPosition": 16, "BurnedInAnnotation": 16,
-             "PhotometricInterpretation": 32, "StudyTime": 32}
+_MAX_TEXT = {
+    "StudyDate": 8,
+    "PatientBirthDate": 8,
+    "PatientAge": 8,
+    "PatientSex": 16,
+    "Modality": 16,
+    "ViewPosition": 16,
+    "BurnedInAnnotation": 16,
+    "PhotometricInterpretation": 32,
+    "StudyTime": 32,
+}
 
 
 def _text(value: Any) -> str | None:
@@ -176,7 +220,7 @@ def extract_meta(ds: Dataset) -> InstanceMeta:
     for keyword in _TEXT_FIELDS:
         try:
             text = _text(ds.get(keyword))
-        except Exception as exc:  # a broken raw value must not stop the rest
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken values
             result.problems.append(f"{keyword} unreadable ({type(exc).__name__})")
             continue
         limit = _MAX_TEXT.get(keyword, 256)
@@ -184,23 +228,25 @@ def extract_meta(ds: Dataset) -> InstanceMeta:
     for keyword in _INT_FIELDS:
         try:
             values[keyword] = _number(ds.get(keyword), int)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as above
             result.problems.append(f"{keyword} unreadable ({type(exc).__name__})")
             values[keyword] = None
     for keyword in _FLOAT_FIELDS:
         try:
             values[keyword] = _number(ds.get(keyword), float)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as above
             result.problems.append(f"{keyword} unreadable ({type(exc).__name__})")
             values[keyword] = None
-    values["PatientAgeYears"] = parse_age_years(values.get("PatientAge"),
-                                                values.get("PatientBirthDate"),
-                                                values.get("StudyDate"))
+    values["PatientAgeYears"] = parse_age_years(
+        values.get("PatientAge"), values.get("PatientBirthDate"), values.get("StudyDate")
+    )
     check_pixel_data(ds, result)
     return result
 
 
-def parse_age_years(age: str | None, birth_date: str | None, study_date: str | None) -> float | None:
+def parse_age_years(
+    age: str | None, birth_date: str | None, study_date: str | None
+) -> float | None:
     """Age in years from PatientAge (``nnnD/W/M/Y``), else from birth and study dates."""
     if age and len(age) >= 2 and age[:-1].isdigit():
         unit = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}.get(age[-1].upper())

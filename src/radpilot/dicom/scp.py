@@ -13,10 +13,11 @@ import ipaddress
 import logging
 import socket
 import threading
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from pydicom._uid_dict import UID_dictionary
-from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
@@ -55,19 +56,22 @@ def storage_sop_classes() -> list[str]:
     return sorted(classes)
 
 
-class _AllowListServer(ThreadedAssociationServer):  # type: ignore[misc]
+class _AllowListServer(ThreadedAssociationServer):
     """Closes connections from hosts outside the allow-list before any DICOM is read."""
 
-    allowed: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    allowed: ClassVar[list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
 
-    def verify_request(self, request: socket.socket, client_address: Any) -> bool:
+    def verify_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> bool:
         if not self.allowed:
             return True
         host = ipaddress.ip_address(client_address[0])
         if any(host in network for network in self.allowed):
             return True
-        log.warning("refused a connection from %s: host not in RADPILOT_ALLOWED_HOSTS",
-                    client_address[0])
+        log.warning(
+            "refused a connection from %s: host not in RADPILOT_ALLOWED_HOSTS", client_address[0]
+        )
         return False
 
 
@@ -118,32 +122,45 @@ class Receiver:
         OSError
             If the port cannot be bound (in use, or privileged).
         """
-        handlers = [
+        handlers: list[Any] = [
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_ECHO, _on_echo),
             (evt.EVT_ACCEPTED, _on_accepted),
             (evt.EVT_REJECTED, _on_rejected),
             (evt.EVT_ABORTED, _on_aborted),
         ]
-        server_class = type("RadpilotServer", (_AllowListServer,), {
-            "allowed": [ipaddress.ip_network(h, strict=False)
-                        for h in self.settings.allowed_hosts],
-        })
-        server = self.ae.make_server(
-            (self.settings.dicom_host, self.settings.dicom_port),
-            evt_handlers=handlers,
-            server_class=server_class,
+        server_class = type(
+            "RadpilotServer",
+            (_AllowListServer,),
+            {
+                "allowed": [
+                    ipaddress.ip_network(h, strict=False) for h in self.settings.allowed_hosts
+                ],
+            },
+        )
+        server = cast(
+            _AllowListServer,
+            self.ae.make_server(
+                (self.settings.dicom_host, self.settings.dicom_port),
+                evt_handlers=handlers,
+                server_class=server_class,
+            ),
         )
         # As AE.start_server(block=False) does: the AE tracks its servers so that
         # AE.shutdown() and server.shutdown() agree (pynetdicom has no public hook for a
         # custom server class in start_server).
         self.ae._servers.append(server)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        name="radpilot-dicom-acceptor", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="radpilot-dicom-acceptor", daemon=True
+        )
         self._thread.start()
-        log.info("DICOM receiver %s listening on %s:%d", self.settings.ae_title,
-                 self.settings.dicom_host, self.port)
+        log.info(
+            "DICOM receiver %s listening on %s:%d",
+            self.settings.ae_title,
+            self.settings.dicom_host,
+            self.port,
+        )
 
     def stop(self) -> None:
         """Stop accepting, let running associations end, and close the port."""
@@ -157,7 +174,7 @@ class Receiver:
     def _on_store(self, event: evt.Event) -> int:
         requestor = event.assoc.requestor
         calling = str(requestor.ae_title).strip()
-        request = event.request
+        request = cast(C_STORE, event.request)
         try:
             data = event.encoded_dataset(include_meta=True)
         except (ValueError, AttributeError, TypeError) as exc:
@@ -180,15 +197,19 @@ def _on_echo(event: evt.Event) -> int:
 
 def _on_accepted(event: evt.Event) -> None:
     requestor = event.assoc.requestor
-    log.info("association accepted from %s (%s)", str(requestor.ae_title).strip(),
-             requestor.address)
+    log.info(
+        "association accepted from %s (%s)", str(requestor.ae_title).strip(), requestor.address
+    )
 
 
 def _on_rejected(event: evt.Event) -> None:
     requestor = event.assoc.requestor
-    log.warning("association rejected from %s (%s): calling AE title not allowed "
-                "or association limit reached",
-                str(requestor.ae_title).strip(), requestor.address)
+    log.warning(
+        "association rejected from %s (%s): calling AE title not allowed "
+        "or association limit reached",
+        str(requestor.ae_title).strip(),
+        requestor.address,
+    )
 
 
 def _on_aborted(event: evt.Event) -> None:

@@ -53,8 +53,9 @@ class StudyCompletionWatcher:
         self._rearm()
         self.bus.subscribe(STUDY_INDEXED, self._on_indexed)
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="radpilot-study-complete",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="radpilot-study-complete", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -78,8 +79,8 @@ class StudyCompletionWatcher:
         with self.db.session() as session:
             rows = session.execute(
                 select(Study.study_instance_uid, Study.last_received_at).where(
-                    or_(Study.completed_at.is_(None),
-                        Study.completed_at < Study.last_received_at))
+                    or_(Study.completed_at.is_(None), Study.completed_at < Study.last_received_at)
+                )
             ).all()
         now_wall, now_mono = utcnow(), time.monotonic()
         with self._lock:

@@ -30,21 +30,25 @@ def build_intake(settings: Settings, db: Database, bus: EventBus | None = None) 
     ConfigurationError
         If de-identification on arrival is on but no key is set.
     """
-    archive = Archive(settings.archive_dir, fsync=settings.fsync,
-                      min_free_bytes=settings.min_free_disk_mb * 2**20)
+    archive = Archive(
+        settings.archive_dir, fsync=settings.fsync, min_free_bytes=settings.min_free_disk_mb * 2**20
+    )
     deidentifier = None
     if settings.deid_on_intake:
         if settings.deid_key is None:
             raise ConfigurationError(
                 "RADPILOT_DEID_ON_INTAKE is on but RADPILOT_DEID_KEY is not set; set a "
                 "long random secret (the same on every machine that must agree on "
-                "pseudonyms)")
+                "pseudonyms)"
+            )
         from radpilot.dicom.deid import Deidentifier
 
-        deidentifier = Deidentifier(settings.deid_key.get_secret_value().encode(),
-                                    settings.deid_options)
-    return Intake(db, archive, bus, deidentifier=deidentifier,
-                  quarantine_dir=settings.quarantine_dir)
+        deidentifier = Deidentifier(
+            settings.deid_key.get_secret_value().encode(), settings.deid_options
+        )
+    return Intake(
+        db, archive, bus, deidentifier=deidentifier, quarantine_dir=settings.quarantine_dir
+    )
 
 
 class IntakeService:

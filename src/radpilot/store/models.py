@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -60,7 +60,7 @@ class Base(DeclarativeBase):
     """Declarative base with constraint names that Alembic can reproduce."""
 
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dt.datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: DateTime(timezone=True)}
 
 
 class Patient(Base):
@@ -183,7 +183,12 @@ class Receipt(Base):
     source: Mapped[str] = mapped_column(String(16))  # "dicom" or "import"
     origin: Mapped[str | None] = mapped_column(String(512))  # AET@host or file path
     outcome: Mapped[ReceiptOutcome] = mapped_column(
-        Enum(ReceiptOutcome, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
+        Enum(
+            ReceiptOutcome,
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
     )
     sop_instance_uid: Mapped[str | None] = mapped_column(UID, index=True)
     study_instance_uid: Mapped[str | None] = mapped_column(UID)

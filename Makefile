@@ -1,0 +1,46 @@
+# radpilot: `make demo` runs the main job, `make test` runs the tests; both set up .venv.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= radpilot-data
+
+.PHONY: install peers test lint typecheck demo bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# dcmtk and Orthanc are the independent DICOM peers of the integration tests. Installed
+# when possible (root + apt); otherwise their tests skip with the reason shown.
+peers:
+	@if command -v storescu >/dev/null && [ -x /usr/sbin/Orthanc ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc orthanc-dicomweb >/dev/null; \
+	else echo "note: dcmtk/orthanc missing and not root: their tests will skip"; fi
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install peers lint typecheck
+	$(BIN)/pytest
+
+demo: install
+	$(BIN)/radpilot --data-dir $(DATA_DIR) demo
+
+bench: install peers
+	$(BIN)/python -m bench.cstore
+	$(BIN)/python -m bench.bench_deid
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
