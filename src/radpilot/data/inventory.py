@@ -14,14 +14,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
-from pydicom.uid import UID
-from sqlalchemy import ColumnElement, distinct, func, select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from radpilot.data.inventory_problems import COMMON_TRANSFER_SYNTAXES, find_problems, valid_date
+from radpilot.data.inventory_counts import (
+    as_int,
+    by_count,
+    counted,
+    image_attributes,
+    series_counts,
+    totals,
+    transfer_syntaxes,
+)
+from radpilot.data.inventory_problems import find_problems, valid_date
 from radpilot.store.models import (
     CaseAttribute,
     Instance,
@@ -97,13 +104,13 @@ def build_inventory(
         "schema": SCHEMA,
         "generated_at": generated.isoformat(timespec="seconds"),
         "database": bind.dialect.name,
-        "totals": _totals(session),
-        "modalities": _series_counts(session, modality=Series.modality),
-        "manufacturers": _series_counts(session, manufacturer=Series.manufacturer),
-        "models": _series_counts(
+        "totals": totals(session),
+        "modalities": series_counts(session, modality=Series.modality),
+        "manufacturers": series_counts(session, manufacturer=Series.manufacturer),
+        "models": series_counts(
             session, manufacturer=Series.manufacturer, model=Series.manufacturer_model_name
         ),
-        "groups": _series_counts(
+        "groups": series_counts(
             session,
             modality=Series.modality,
             manufacturer=Series.manufacturer,
@@ -111,7 +118,7 @@ def build_inventory(
             protocol=func.coalesce(Series.protocol_name, Series.series_description),
         ),
         "series_attributes": {
-            name: _series_counts(session, value=column)
+            name: series_counts(session, value=column)
             for name, column in (
                 ("body_part", Series.body_part_examined),
                 ("software_versions", Series.software_versions),
@@ -119,11 +126,11 @@ def build_inventory(
                 ("convolution_kernel", Series.convolution_kernel),
             )
         },
-        "institutions": _counted(
+        "institutions": counted(
             session, "studies", func.count(Study.id), institution=Study.institution_name
         ),
-        "image_attributes": _image_attributes(session),
-        "transfer_syntaxes": _transfer_syntaxes(session),
+        "image_attributes": image_attributes(session),
+        "transfer_syntaxes": transfer_syntaxes(session),
         "date_range": _date_range(session),
         "age": _age(session),
         "sex": _sex(session),
@@ -135,113 +142,10 @@ def build_inventory(
     return inventory
 
 
-def _int(value: Any) -> int:
-    return int(value or 0)  # PostgreSQL returns Decimal for SUM over BIGINT
-
-
-def _sorted(rows: Iterable[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    def order(row: dict[str, Any]) -> tuple[int, str]:
-        names = "\x00".join("" if v is None else str(v) for k, v in row.items() if k != key)
-        return (-int(row[key]), names)
-
-    return sorted(rows, key=order)
-
-
-def _totals(session: Session) -> dict[str, int]:
-    instances = session.execute(
-        select(
-            func.count(Instance.id),
-            func.sum(Instance.file_size),
-            func.sum(func.coalesce(Instance.number_of_frames, 1)),
-        )
-    ).one()
-    return {
-        "patients": _int(session.scalar(select(func.count(Patient.id)))),
-        "studies": _int(session.scalar(select(func.count(Study.id)))),
-        "series": _int(session.scalar(select(func.count(Series.id)))),
-        "instances": _int(instances[0]),
-        "frames": _int(instances[2]),
-        "bytes": _int(instances[1]),
-    }
-
-
-def _series_counts(session: Session, **dims: ColumnElement[Any]) -> list[dict[str, Any]]:
-    """Studies, series, instances and bytes per combination of series-level ``dims``."""
-    per_series = (
-        select(
-            Instance.series_pk.label("series_pk"),
-            func.count(Instance.id).label("n"),
-            func.sum(Instance.file_size).label("size"),
-        )
-        .group_by(Instance.series_pk)
-        .subquery()
-    )
-    columns = list(dims.values())
-    stmt = (
-        select(
-            *columns,
-            func.count(distinct(Series.study_pk)),
-            func.count(Series.id),
-            func.sum(per_series.c.n),
-            func.sum(per_series.c.size),
-        )
-        .select_from(Series)
-        .outerjoin(per_series, per_series.c.series_pk == Series.id)
-        .group_by(*columns)
-    )
-    rows = []
-    for row in session.execute(stmt):
-        entry: dict[str, Any] = dict(zip(dims, row[: len(dims)], strict=True))
-        studies, series, instances, size = row[len(dims) :]
-        entry.update(studies=_int(studies), series=_int(series), instances=_int(instances),
-                     bytes=_int(size))
-        rows.append(entry)
-    return _sorted(rows, "instances")
-
-
-def _counted(
-    session: Session, name: str, count: ColumnElement[Any], **dims: ColumnElement[Any]
-) -> list[dict[str, Any]]:
-    """``count`` (named ``name``) per combination of ``dims``, all from one table."""
-    columns = list(dims.values())
-    rows = [
-        {**dict(zip(dims, row[:-1], strict=True)), name: _int(row[-1])}
-        for row in session.execute(select(*columns, count).group_by(*columns))
-    ]
-    return _sorted(rows, name)
-
-
-def _image_attributes(session: Session) -> dict[str, list[dict[str, Any]]]:
-    n = func.count(Instance.id)
-    sop_classes = _counted(session, "instances", n, uid=Instance.sop_class_uid)
-    for row in sop_classes:
-        row["name"] = UID(row["uid"]).name
-    return {
-        "sop_classes": sop_classes,
-        "rows_columns": _counted(
-            session, "instances", n, rows=Instance.rows, columns=Instance.columns
-        ),
-        "pixel_spacing": _counted(session, "instances", n, value=Instance.pixel_spacing),
-        "slice_thickness": _counted(session, "instances", n, value=Instance.slice_thickness),
-        "kvp": _counted(session, "instances", n, value=Instance.kvp),
-        "photometric_interpretation": _counted(
-            session, "instances", n, value=Instance.photometric_interpretation
-        ),
-    }
-
-
-def _transfer_syntaxes(session: Session) -> list[dict[str, Any]]:
-    rows = _counted(session, "instances", func.count(Instance.id),
-                    uid=Instance.transfer_syntax_uid)
-    for row in rows:
-        row["name"] = UID(row["uid"]).name
-        row["common"] = row["uid"] in COMMON_TRANSFER_SYNTAXES
-    return rows
-
-
 def _date_range(session: Session) -> dict[str, Any]:
-    by_date = session.execute(select(Study.study_date, func.count(Study.id))
-                              .group_by(Study.study_date)).all()
+    by_date = session.execute(
+        select(Study.study_date, func.count(Study.id)).group_by(Study.study_date)
+    ).all()
     years: Counter[str] = Counter()
     months: Counter[str] = Counter()
     dates: list[dt.date] = []
@@ -289,16 +193,22 @@ def _age(session: Session) -> dict[str, Any]:
             highest = years if highest is None else max(highest, years)
     return {
         "bands": [
-            {"band": label, "min_years": low, "max_years": high, "paediatric": paediatric,
-             "studies": sum(bands[label].values()),
-             "by_sex": {sex: bands[label][sex] for sex in SEXES}}
+            {
+                "band": label,
+                "min_years": low,
+                "max_years": high,
+                "paediatric": paediatric,
+                "studies": sum(bands[label].values()),
+                "by_sex": {sex: bands[label][sex] for sex in SEXES},
+            }
             for label, low, high, paediatric in AGE_BANDS
         ],
         "studies_with_age": known,
         "studies_without_age": sum(bands["unknown"].values()),
         "unknown_age_by_sex": {sex: bands["unknown"][sex] for sex in SEXES},
-        "paediatric_studies": sum(sum(bands[label].values())
-                                  for label, _l, _h, paediatric in AGE_BANDS if paediatric),
+        "paediatric_studies": sum(
+            sum(bands[label].values()) for label, _l, _h, paediatric in AGE_BANDS if paediatric
+        ),
         "mean_years": round(total_years / known, 2) if known else None,
         "min_years": lowest,
         "max_years": highest,
@@ -307,8 +217,9 @@ def _age(session: Session) -> dict[str, Any]:
 
 def _sex(session: Session) -> dict[str, dict[str, int]]:
     patients: Counter[str] = Counter({sex: 0 for sex in SEXES})
-    for sex, count in session.execute(select(Patient.sex, func.count(Patient.id))
-                                      .group_by(Patient.sex)):
+    for sex, count in session.execute(
+        select(Patient.sex, func.count(Patient.id)).group_by(Patient.sex)
+    ):
         patients[normalise_sex(sex)] += count
     studies: Counter[str] = Counter({sex: 0 for sex in SEXES})
     for sex, count in session.execute(
@@ -322,39 +233,55 @@ def _sex(session: Session) -> dict[str, dict[str, int]]:
 
 def _labels(session: Session) -> dict[str, Any]:
     labelled, reads, readers = session.execute(
-        select(func.count(distinct(Read.study_pk)), func.count(Read.id),
-               func.count(distinct(Read.reader)))
+        select(
+            func.count(distinct(Read.study_pk)),
+            func.count(Read.id),
+            func.count(distinct(Read.reader)),
+        )
     ).one()
-    studies = _int(session.scalar(select(func.count(Study.id))))
+    studies = as_int(session.scalar(select(func.count(Study.id))))
     positive = func.sum(func.coalesce(Read.value, 0))
     by_finding = [
-        {"finding": finding, "studies": _int(n_studies), "reads": _int(n_reads),
-         "positive_reads": _int(n_pos), "negative_reads": _int(n_reads) - _int(n_pos),
-         "readers": _int(n_readers)}
+        {
+            "finding": finding,
+            "studies": as_int(n_studies),
+            "reads": as_int(n_reads),
+            "positive_reads": as_int(n_pos),
+            "negative_reads": as_int(n_reads) - as_int(n_pos),
+            "readers": as_int(n_readers),
+        }
         for finding, n_studies, n_reads, n_pos, n_readers in session.execute(
-            select(Read.finding, func.count(distinct(Read.study_pk)), func.count(Read.id),
-                   positive, func.count(distinct(Read.reader)))
-            .group_by(Read.finding)
+            select(
+                Read.finding,
+                func.count(distinct(Read.study_pk)),
+                func.count(Read.id),
+                positive,
+                func.count(distinct(Read.reader)),
+            ).group_by(Read.finding)
         )
     ]
     return {
-        "studies_with_labels": _int(labelled),
-        "studies_without": studies - _int(labelled),
-        "reads": _int(reads),
-        "readers": _int(readers),
-        "by_finding": _sorted(by_finding, "studies"),
-        "case_attributes": _counted(session, "studies", func.count(distinct(CaseAttribute.study_pk)),
-                                    name=CaseAttribute.name),
+        "studies_with_labels": as_int(labelled),
+        "studies_without": studies - as_int(labelled),
+        "reads": as_int(reads),
+        "readers": as_int(readers),
+        "by_finding": by_count(by_finding, "studies"),
+        "case_attributes": counted(
+            session,
+            "studies",
+            func.count(distinct(CaseAttribute.study_pk)),
+            name=CaseAttribute.name,
+        ),
     }
 
 
 def _deidentified(session: Session) -> dict[str, int]:
-    counts = dict(session.execute(select(Instance.deidentified, func.count(Instance.id))
-                                  .group_by(Instance.deidentified)).tuples().all())
-    return {"instances": _int(counts.get(True)), "not_deidentified": _int(counts.get(False))}
+    stmt = select(Instance.deidentified, func.count(Instance.id)).group_by(Instance.deidentified)
+    counts = {bool(flag): as_int(n) for flag, n in session.execute(stmt)}
+    return {"instances": counts.get(True, 0), "not_deidentified": counts.get(False, 0)}
 
 
 def _receipts(session: Session) -> dict[str, int]:
-    counts = dict(session.execute(select(Receipt.outcome, func.count(Receipt.id))
-                                  .group_by(Receipt.outcome)).tuples().all())
-    return {outcome.value: _int(counts.get(outcome)) for outcome in ReceiptOutcome}
+    stmt = select(Receipt.outcome, func.count(Receipt.id)).group_by(Receipt.outcome)
+    counts = {ReceiptOutcome(outcome): as_int(n) for outcome, n in session.execute(stmt)}
+    return {outcome.value: counts.get(outcome, 0) for outcome in ReceiptOutcome}

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from radpilot.dicom.reading import InstanceMeta
 from radpilot.store.models import Instance, Patient, Series, Study, utcnow
 
-__all__ = ["IndexCache", "StoredFile", "index_instance"]
+__all__ = ["IndexCache", "StoredFile", "index_instance", "index_instances"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,44 +126,75 @@ def _series(session: Session, meta: InstanceMeta, cache: IndexCache) -> Series:
     return series
 
 
+def _instance_row(meta: InstanceMeta, stored: StoredFile, series_pk: int) -> dict[str, Any]:
+    v = meta.values
+    spacing = v.get("PixelSpacing") or v.get("ImagerPixelSpacing")
+    return {
+        "sop_instance_uid": meta.sop_instance_uid,
+        "sop_class_uid": meta.sop_class_uid,
+        "series_pk": series_pk,
+        "instance_number": v.get("InstanceNumber"),
+        "transfer_syntax_uid": meta.transfer_syntax_uid,
+        "rows": v.get("Rows"),
+        "columns": v.get("Columns"),
+        "number_of_frames": v.get("NumberOfFrames"),
+        "bits_allocated": v.get("BitsAllocated"),
+        "bits_stored": v.get("BitsStored"),
+        "photometric_interpretation": v.get("PhotometricInterpretation"),
+        "pixel_spacing": spacing[:64] if spacing else None,
+        "slice_thickness": v.get("SliceThickness"),
+        "kvp": v.get("KVP"),
+        "burned_in_annotation": v.get("BurnedInAnnotation"),
+        "file_path": stored.relative_path,
+        "file_size": stored.size,
+        "sha256": stored.sha256,
+        "received_at": utcnow(),
+        "source": stored.source,
+        "calling_ae_title": stored.calling_ae_title,
+        "deidentified": stored.deidentified,
+    }
+
+
+def index_instances(session: Session, items: list[tuple[InstanceMeta, StoredFile]]) -> int:
+    """Add a batch of instances (and new series, studies, patients) to the index.
+
+    Instances already indexed are left as they are, so re-indexing after a crash is
+    harmless. Instances go in with one multi-row INSERT; a batch usually touches only a
+    few series and studies, which are looked up once each.
+
+    Returns
+    -------
+    int
+        How many instances were added.
+    """
+    if not items:
+        return 0
+    uids = [meta.sop_instance_uid for meta, _ in items]
+    known = set(
+        session.scalars(
+            select(Instance.sop_instance_uid).where(Instance.sop_instance_uid.in_(uids))
+        )
+    )
+    cache = IndexCache()
+    rows: list[dict[str, Any]] = []
+    for meta, stored in items:
+        if meta.sop_instance_uid in known:
+            continue
+        known.add(meta.sop_instance_uid)
+        series = _series(session, meta, cache)
+        if series.id is None:
+            session.flush()
+        rows.append(_instance_row(meta, stored, series.id))
+    if rows:
+        session.execute(insert(Instance), rows)
+    return len(rows)
+
+
 def index_instance(
     session: Session, meta: InstanceMeta, stored: StoredFile, cache: IndexCache | None = None
 ) -> Instance:
-    """Add one instance (and its series, study, patient if new) to the index.
-
-    Returns the existing row unchanged when the SOP Instance UID is already indexed, so
-    that re-indexing after a crash is harmless.
-    """
-    cache = cache if cache is not None else IndexCache()
-    existing = session.scalars(
+    """Add one instance to the index (see :func:`index_instances`) and return its row."""
+    index_instances(session, [(meta, stored)])
+    return session.scalars(
         select(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid)
-    ).one_or_none()
-    if existing is not None:
-        return existing
-    v = meta.values
-    spacing = v.get("PixelSpacing") or v.get("ImagerPixelSpacing")
-    instance = Instance(
-        sop_instance_uid=meta.sop_instance_uid,
-        sop_class_uid=meta.sop_class_uid,
-        series=_series(session, meta, cache),
-        instance_number=v.get("InstanceNumber"),
-        transfer_syntax_uid=meta.transfer_syntax_uid,
-        rows=v.get("Rows"),
-        columns=v.get("Columns"),
-        number_of_frames=v.get("NumberOfFrames"),
-        bits_allocated=v.get("BitsAllocated"),
-        bits_stored=v.get("BitsStored"),
-        photometric_interpretation=v.get("PhotometricInterpretation"),
-        pixel_spacing=spacing[:64] if spacing else None,
-        slice_thickness=v.get("SliceThickness"),
-        kvp=v.get("KVP"),
-        burned_in_annotation=v.get("BurnedInAnnotation"),
-        file_path=stored.relative_path,
-        file_size=stored.size,
-        sha256=stored.sha256,
-        source=stored.source,
-        calling_ae_title=stored.calling_ae_title,
-        deidentified=stored.deidentified,
-    )
-    session.add(instance)
-    return instance
+    ).one()

@@ -16,14 +16,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from pydicom.dataset import Dataset
+from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from radpilot.core.events import STUDY_INDEXED, EventBus
 from radpilot.core.logging import ref
-from radpilot.dicom.index import IndexCache, StoredFile, index_instance
-from radpilot.dicom.reading import InstanceMeta, InvalidInstanceError, extract_meta, parse_bytes
+from radpilot.dicom.index import StoredFile, index_instances
+from radpilot.dicom.reading import (
+    InstanceMeta,
+    InvalidInstanceError,
+    extract_meta,
+    identify,
+    parse_bytes,
+    read_values,
+)
 from radpilot.dicom.status import Status
 from radpilot.dicom.writing import encode_file
 from radpilot.store import Archive, Database, OutOfSpaceError, PutOutcome
@@ -35,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["Arrival", "Intake", "IntakeResult"]
 
 log = logging.getLogger(__name__)
+
+_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)  # float, double float, pixel data
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +89,7 @@ class _Job:
     receipt: Receipt
     meta: InstanceMeta | None = None
     stored: StoredFile | None = None
+    dataset: Dataset | None = None  # read for the index on the indexer thread
 
 
 @dataclass
@@ -115,6 +127,7 @@ class Intake:
     """
 
     BATCH = 256
+    BATCH_WINDOW = 0.25  # seconds
 
     def __init__(
         self,
@@ -211,7 +224,7 @@ class Intake:
     def _accept(self, arrival: Arrival, receipt: Receipt) -> tuple[IntakeResult, _Job | None]:
         data = arrival.data
         ds = parse_bytes(data)
-        meta = extract_meta(ds)
+        meta = identify(ds)
         _check_request(arrival, meta)
         receipt.sop_instance_uid = meta.sop_instance_uid
         receipt.study_instance_uid = meta.study_instance_uid
@@ -220,8 +233,9 @@ class Intake:
             outcome = self.deidentifier.deidentify(ds)
             if outcome.quarantine_reason is not None:
                 return self._quarantine(receipt, data, meta, outcome.quarantine_reason), None
-            data = encode_file(outcome.dataset)
-            meta = extract_meta(outcome.dataset)
+            ds = outcome.dataset
+            data = encode_file(ds)
+            meta = identify(ds)
             deidentified = True
             receipt.sop_instance_uid = meta.sop_instance_uid
             receipt.study_instance_uid = meta.study_instance_uid
@@ -239,7 +253,9 @@ class Intake:
                 arrival.calling_ae_title,
                 deidentified,
             )
-            return self._ok(receipt, meta), _Job(receipt, meta, stored)
+            for tag in _PIXEL_TAGS:  # the indexer needs the header only
+                ds.pop(tag, None)
+            return self._ok(receipt, meta), _Job(receipt, meta, stored, ds)
         if put.outcome is PutOutcome.DUPLICATE:
             receipt.outcome = ReceiptOutcome.DUPLICATE
             receipt.reason = "identical copy of an archived instance"
@@ -312,9 +328,14 @@ class Intake:
                 stopping = True
             else:
                 batch.append(first)
-            while len(batch) < self.BATCH:
+            # Gather what arrives within BATCH_WINDOW: one transaction per batch costs far
+            # less than one per instance, and the association threads keep the GIL.
+            deadline = time.monotonic() + self.BATCH_WINDOW
+            while len(batch) < self.BATCH and not stopping:
+                remaining = deadline - time.monotonic()
                 try:
-                    item = self._queue.get_nowait()
+                    item = (self._queue.get(timeout=remaining) if remaining > 0
+                            else self._queue.get_nowait())
                 except queue.Empty:
                     break
                 if item is None:
@@ -354,33 +375,39 @@ class Intake:
                 self._idle.notify_all()
 
     def _commit(self, batch: list[_Job]) -> None:
-        cache = IndexCache()
-        with self.db.session() as session:
-            for job in batch:
-                if job.meta is not None and job.stored is not None:
-                    index_instance(session, job.meta, job.stored, cache)
-                session.add(_copy_receipt(job.receipt))
         for job in batch:
-            if job.meta is not None and job.stored is not None:
-                self.archive.mark_indexed(job.meta.sop_instance_uid)
-        self.counters.add("indexed", sum(1 for job in batch if job.stored is not None))
+            if job.dataset is not None and job.meta is not None:
+                read_values(job.dataset, job.meta)
+                job.dataset = None
+        items = [
+            (job.meta, job.stored)
+            for job in batch
+            if job.meta is not None and job.stored is not None
+        ]
+        with self.db.session() as session:
+            index_instances(session, items)
+            session.execute(insert(Receipt), [_receipt_row(job.receipt) for job in batch])
+        for meta, _ in items:
+            self.archive.mark_indexed(meta.sop_instance_uid)
+        self.counters.add("indexed", len(items))
 
 
-def _copy_receipt(receipt: Receipt) -> Receipt:
-    """A fresh ORM object per attempt, so that a rolled-back attempt leaves no state."""
-    fields = (
-        "at",
-        "source",
-        "origin",
-        "outcome",
-        "sop_instance_uid",
-        "study_instance_uid",
-        "sha256",
-        "status",
-        "reason",
-        "stored_path",
-    )
-    return Receipt(**{name: getattr(receipt, name) for name in fields})
+_RECEIPT_FIELDS = (
+    "at",
+    "source",
+    "origin",
+    "outcome",
+    "sop_instance_uid",
+    "study_instance_uid",
+    "sha256",
+    "status",
+    "reason",
+    "stored_path",
+)
+
+
+def _receipt_row(receipt: Receipt) -> dict[str, Any]:
+    return {name: getattr(receipt, name) for name in _RECEIPT_FIELDS}
 
 
 def _check_request(arrival: Arrival, meta: InstanceMeta) -> None:

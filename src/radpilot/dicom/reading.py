@@ -26,8 +26,10 @@ __all__ = [
     "InvalidInstanceError",
     "configure_pydicom",
     "extract_meta",
+    "identify",
     "parse_age_years",
     "parse_bytes",
+    "read_values",
 ]
 
 
@@ -66,11 +68,9 @@ def parse_bytes(data: bytes) -> Dataset:
         If the bytes are not a DICOM file that pydicom can parse.
     """
     try:
+        # pydicom reads every element header and length here (raising on a malformed
+        # structure); values are converted lazily, only those radpilot reads.
         ds = pydicom.dcmread(BytesIO(data))
-        # Touch every top-level element so that a malformed length or VR fails here, at
-        # the boundary, rather than later inside the indexer.
-        for _ in ds.iterall():
-            pass
     except InvalidDicomError as exc:
         raise InvalidInstanceError(f"not a DICOM file: {exc}") from exc
     except (EOFError, OSError) as exc:
@@ -197,13 +197,18 @@ def _number(value: Any, kind: type[int] | type[float]) -> int | float | None:
     return number
 
 
-def extract_meta(ds: Dataset) -> InstanceMeta:
-    """Read the identifying UIDs (required) and the indexed attributes (best effort).
+def identify(ds: Dataset) -> InstanceMeta:
+    """Read what is needed to accept and file an instance, and nothing more.
+
+    This is the receiver's hot path: the four UIDs, the transfer syntax and a check that
+    native pixel data is complete. :func:`read_values` fills in the rest later, off the
+    association's thread.
 
     Raises
     ------
     InvalidInstanceError
-        If a UID needed to file the instance is missing or invalid.
+        If a UID needed to file the instance is missing or invalid, or pixel data is
+        truncated.
     """
     tsyntax = ""
     meta = getattr(ds, "file_meta", None)
@@ -216,32 +221,46 @@ def extract_meta(ds: Dataset) -> InstanceMeta:
         series_instance_uid=_uid(ds, "SeriesInstanceUID"),
         transfer_syntax_uid=tsyntax or "1.2.840.10008.1.2",
     )
-    values = result.values
+    check_pixel_data(ds, result)
+    return result
+
+
+def read_values(ds: Dataset, meta: InstanceMeta) -> InstanceMeta:
+    """Fill ``meta.values`` with the indexed attributes, best effort.
+
+    A value that cannot be read becomes ``None`` and a named entry in ``meta.problems``.
+    """
+    values = meta.values
     for keyword in _TEXT_FIELDS:
         try:
             text = _text(ds.get(keyword))
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken values
-            result.problems.append(f"{keyword} unreadable ({type(exc).__name__})")
+            meta.problems.append(f"{keyword} unreadable ({type(exc).__name__})")
             continue
         limit = _MAX_TEXT.get(keyword, 256)
         values[keyword] = text[:limit] if text else None
-    for keyword in _INT_FIELDS:
-        try:
-            values[keyword] = _number(ds.get(keyword), int)
-        except Exception as exc:  # noqa: BLE001 - as above
-            result.problems.append(f"{keyword} unreadable ({type(exc).__name__})")
-            values[keyword] = None
-    for keyword in _FLOAT_FIELDS:
-        try:
-            values[keyword] = _number(ds.get(keyword), float)
-        except Exception as exc:  # noqa: BLE001 - as above
-            result.problems.append(f"{keyword} unreadable ({type(exc).__name__})")
-            values[keyword] = None
+    for keywords, kind in ((_INT_FIELDS, int), (_FLOAT_FIELDS, float)):
+        for keyword in keywords:
+            try:
+                values[keyword] = _number(ds.get(keyword), kind)
+            except Exception as exc:  # noqa: BLE001 - as above
+                meta.problems.append(f"{keyword} unreadable ({type(exc).__name__})")
+                values[keyword] = None
     values["PatientAgeYears"] = parse_age_years(
         values.get("PatientAge"), values.get("PatientBirthDate"), values.get("StudyDate")
     )
-    check_pixel_data(ds, result)
-    return result
+    return meta
+
+
+def extract_meta(ds: Dataset) -> InstanceMeta:
+    """:func:`identify` and :func:`read_values` in one call.
+
+    Raises
+    ------
+    InvalidInstanceError
+        As :func:`identify`.
+    """
+    return read_values(ds, identify(ds))
 
 
 def parse_age_years(
@@ -276,14 +295,15 @@ def check_pixel_data(ds: Dataset, meta: InstanceMeta) -> None:
     tsyntax = UID(meta.transfer_syntax_uid)
     if not tsyntax.is_transfer_syntax or tsyntax.is_compressed:
         return  # encapsulated or unknown encoding: the codec checks it when decoding
-    v = meta.values
-    rows, cols = v.get("Rows"), v.get("Columns")
-    bits = v.get("BitsAllocated")
+    try:
+        rows, cols, bits = (_number(ds.get(k), int) for k in ("Rows", "Columns", "BitsAllocated"))
+        frames = _number(ds.get("NumberOfFrames"), int) or 1
+        samples = _number(ds.get("SamplesPerPixel"), int) or 1
+    except Exception as exc:
+        raise InvalidInstanceError(f"image size attributes unreadable: {exc}") from exc
     if not rows or not cols or not bits:
         meta.problems.append("pixel data without Rows, Columns or BitsAllocated")
         return
-    frames = v.get("NumberOfFrames") or 1
-    samples = v.get("SamplesPerPixel") or 1
     expected_bits = rows * cols * frames * samples * bits
     expected = (expected_bits + 7) // 8
     actual = len(ds.PixelData)

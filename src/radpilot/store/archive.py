@@ -147,25 +147,32 @@ class Archive:
         rel = self.relative_path(sop_instance_uid)
         final = self.root / rel
         tmp = self.root / "tmp" / f"{uuid.uuid4().hex}.part"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
-            self._write(tmp, data)
+            _write_all(fd, data)
             final.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(tmp, final)
             except FileExistsError:
-                return self._second_copy(tmp, final, rel, sha, len(data), sop_instance_uid)
+                os.close(fd)
+                fd = -1
+                return self._second_copy(tmp, final, rel, sha, len(data))
             pending = self.root / "pending" / final.name
             os.replace(tmp, pending)
             if self.fsync:
+                # One data flush after both names exist: on a journaling file system it
+                # commits the directory entries too; the directory fsyncs that follow are
+                # then cheap, and keep the guarantee on file systems that need them.
+                os.fdatasync(fd)
                 _fsync_dir(final.parent)
                 _fsync_dir(pending.parent)
         finally:
+            if fd >= 0:
+                os.close(fd)
             tmp.unlink(missing_ok=True)
         return PutResult(PutOutcome.STORED, rel, sha, len(data))
 
-    def _second_copy(
-        self, tmp: Path, final: Path, rel: str, sha: str, size: int, uid: str
-    ) -> PutResult:
+    def _second_copy(self, tmp: Path, final: Path, rel: str, sha: str, size: int) -> PutResult:
         if _sha256_file(final) == sha:
             return PutResult(PutOutcome.DUPLICATE, rel, sha, size)
         conflict_dir = self.root / "conflicts" / final.stem
@@ -174,20 +181,9 @@ class Archive:
         if not target.exists():
             os.replace(tmp, target)
             if self.fsync:
+                _fsync_file(target)
                 _fsync_dir(conflict_dir)
         return PutResult(PutOutcome.CONFLICT, str(target.relative_to(self.root)), sha, size)
-
-    def _write(self, path: Path, data: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
 
     # indexing hand-off -------------------------------------------------------------
     def pending(self) -> Iterator[Path]:
@@ -202,6 +198,21 @@ class Archive:
     def mark_indexed(self, sop_instance_uid: str) -> None:
         """Drop the pending link once the database holds the instance."""
         self.pending_path(sop_instance_uid).unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
