@@ -15,7 +15,7 @@ import typer
 
 from radpilot.core.errors import ConfigurationError, RadpilotError
 from radpilot.core.settings import Settings, load_settings
-from radpilot.store import Archive, Database
+from radpilot.store import Archive, Database, archive_from_settings
 
 __all__ = [
     "fail",
@@ -60,11 +60,7 @@ def open_database(settings: Settings) -> Database:
 
 def open_archive(settings: Settings) -> Archive:
     """The installation's archive."""
-    return Archive(
-        settings.archive_dir,
-        fsync=settings.fsync,
-        min_free_bytes=settings.min_free_disk_mb * 2**20,
-    )
+    return archive_from_settings(settings)
 
 
 def fail(message: str) -> NoReturn:

@@ -68,17 +68,18 @@ def inventory(
     """
     settings = settings_of(ctx)
     with reporting_errors():
-        db = open_database(settings)
         try:
-            with db.session() as session:
-                result = build_inventory(session)
+            db = open_database(settings)
+            try:
+                with db.session() as session:
+                    result = build_inventory(session)
+            finally:
+                db.dispose()
         except SQLAlchemyError as exc:
             fail(
                 f"cannot read the database ({type(exc).__name__}); check "
                 "RADPILOT_DATABASE_URL and that the database server is reachable"
             )
-        finally:
-            db.dispose()
         if output_format is OutputFormat.TABLE:
             text = print_table(
                 result, width=None if output is None else 120, to_string=output is not None

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     network_timeout: float = Field(60.0, gt=0)
     study_quiet_seconds: float = Field(30.0, gt=0)
     fsync: bool = True
+    fsync_directories: bool = False
     min_free_disk_mb: int = Field(256, ge=0)
 
     # de-identification

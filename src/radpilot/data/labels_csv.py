@@ -71,6 +71,7 @@ _REFUSED = {
 }
 _TRUE = {"1", "1.0", "true", "yes", "y", "positive", "pos", "present"}
 _FALSE = {"0", "0.0", "false", "no", "n", "negative", "neg", "absent"}
+_UNKNOWN = {"?", "-", "unknown", "uncertain", "maybe", "equivocal", "n/a", "na", "nan", "null"}
 _NORMAL = {"normal", "none", "no finding", "no findings", "no_finding", "nofinding"}
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
@@ -253,6 +254,8 @@ def _label(cells: dict[str, str], default_finding: str) -> tuple[str, int]:
             value = 0
         elif _NUMBER.match(label):
             raise RowError("label is a number other than 0 or 1 (scores are not labels)")
+        elif label.strip().lower() in _UNKNOWN:
+            raise RowError("label says the finding is unknown; leave such cases out")
         else:
             named = normalise_finding(label)
             if name is not None and name != named:

@@ -334,8 +334,11 @@ class Intake:
             while len(batch) < self.BATCH and not stopping:
                 remaining = deadline - time.monotonic()
                 try:
-                    item = (self._queue.get(timeout=remaining) if remaining > 0
-                            else self._queue.get_nowait())
+                    item = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else self._queue.get_nowait()
+                    )
                 except queue.Empty:
                     break
                 if item is None:

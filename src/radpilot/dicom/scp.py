@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import socket
 import threading
+from io import BytesIO
 from typing import Any, ClassVar, cast
 
 from pydicom._uid_dict import UID_dictionary
@@ -29,6 +30,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from radpilot.core.settings import Settings
 from radpilot.dicom.intake import Arrival, Intake
 from radpilot.dicom.status import Status
+from radpilot.dicom.writing import part10
 
 __all__ = ["Receiver", "storage_sop_classes"]
 
@@ -176,8 +178,14 @@ class Receiver:
         calling = str(requestor.ae_title).strip()
         request = cast(C_STORE, event.request)
         try:
-            data = event.encoded_dataset(include_meta=True)
-        except (ValueError, AttributeError, TypeError) as exc:
+            data = part10(
+                cast(BytesIO, request.DataSet).getvalue(),
+                str(request.AffectedSOPClassUID),
+                str(request.AffectedSOPInstanceUID),
+                str(event.context.transfer_syntax),
+                calling,
+            )
+        except (ValueError, AttributeError, TypeError, UnicodeEncodeError) as exc:
             log.warning("C-STORE from %s: file meta could not be built: %s", calling, exc)
             return int(Status.CANNOT_UNDERSTAND)
         arrival = Arrival(

@@ -2,11 +2,62 @@
 
 from __future__ import annotations
 
+import struct
+import uuid
 from io import BytesIO
 
 from pydicom.dataset import Dataset
 
-__all__ = ["encode_file"]
+from radpilot import __version__
+
+__all__ = ["IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME", "encode_file", "part10"]
+
+#: radpilot's Implementation Class UID: a UUID-derived UID (PS3.5 B.2), the same everywhere.
+IMPLEMENTATION_CLASS_UID = f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'urn:radpilot').int}"
+IMPLEMENTATION_VERSION_NAME = f"RADPILOT_{__version__.replace('.', '')}"[:16]
+
+_PREAMBLE = b"\x00" * 128 + b"DICM"
+
+
+def _element(group_element: int, vr: bytes, value: bytes) -> bytes:
+    pad = b"\x00" if vr in (b"UI", b"OB") else b" "
+    if len(value) % 2:
+        value += pad
+    tag = struct.pack("<HH", group_element >> 16, group_element & 0xFFFF)
+    if vr == b"OB":
+        return tag + vr + b"\x00\x00" + struct.pack("<I", len(value)) + value
+    return tag + vr + struct.pack("<H", len(value)) + value
+
+
+def part10(
+    dataset: bytes,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax_uid: str,
+    source_ae_title: str | None = None,
+) -> bytes:
+    """Wrap an encoded data set, untouched, as a DICOM Part 10 file.
+
+    This is the receiver's hot path, so the File Meta Information (PS3.10 7.1) is encoded
+    directly rather than through a pydicom Dataset; a test checks pydicom reads it back.
+    """
+    body = b"".join(
+        (
+            _element(0x00020001, b"OB", b"\x00\x01"),
+            _element(0x00020002, b"UI", sop_class_uid.encode("ascii")),
+            _element(0x00020003, b"UI", sop_instance_uid.encode("ascii")),
+            _element(0x00020010, b"UI", transfer_syntax_uid.encode("ascii")),
+            _element(0x00020012, b"UI", IMPLEMENTATION_CLASS_UID.encode("ascii")),
+            _element(0x00020013, b"SH", IMPLEMENTATION_VERSION_NAME.encode("ascii")),
+            *(
+                (_element(0x00020016, b"AE", source_ae_title.encode("ascii", "replace")),)
+                if source_ae_title
+                else ()
+            ),
+        )
+    )
+    group_length = _element(0x00020000, b"UL", struct.pack("<I", len(body)))
+    return b"".join((_PREAMBLE, group_length, body, dataset))
 
 
 def encode_file(ds: Dataset) -> bytes:

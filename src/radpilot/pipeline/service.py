@@ -15,7 +15,7 @@ from radpilot.core.settings import Settings
 from radpilot.dicom.intake import Intake
 from radpilot.dicom.scp import Receiver
 from radpilot.pipeline.completion import StudyCompletionWatcher
-from radpilot.store import Archive, Database
+from radpilot.store import Database, archive_from_settings
 
 __all__ = ["IntakeService", "build_intake"]
 
@@ -30,9 +30,7 @@ def build_intake(settings: Settings, db: Database, bus: EventBus | None = None) 
     ConfigurationError
         If de-identification on arrival is on but no key is set.
     """
-    archive = Archive(
-        settings.archive_dir, fsync=settings.fsync, min_free_bytes=settings.min_free_disk_mb * 2**20
-    )
+    archive = archive_from_settings(settings)
     deidentifier = None
     if settings.deid_on_intake:
         if settings.deid_key is None:

@@ -1,6 +1,19 @@
 """Persistence: the relational index (SQLAlchemy + Alembic) and the on-disk DICOM archive."""
 
-from radpilot.store.archive import Archive, OutOfSpaceError, PutOutcome, PutResult
+from radpilot.store.archive import (
+    Archive,
+    OutOfSpaceError,
+    PutOutcome,
+    PutResult,
+    archive_from_settings,
+)
 from radpilot.store.db import Database
 
-__all__ = ["Archive", "Database", "OutOfSpaceError", "PutOutcome", "PutResult"]
+__all__ = [
+    "Archive",
+    "Database",
+    "OutOfSpaceError",
+    "PutOutcome",
+    "PutResult",
+    "archive_from_settings",
+]

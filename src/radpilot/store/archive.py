@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from radpilot.core.errors import StorageError
+from radpilot.core.settings import Settings
 
-__all__ = ["Archive", "OutOfSpaceError", "PutOutcome", "PutResult"]
+__all__ = ["Archive", "OutOfSpaceError", "PutOutcome", "PutResult", "archive_from_settings"]
 
 _SAFE_UID = re.compile(r"^[0-9][0-9.]{0,63}$")
 
@@ -72,15 +73,27 @@ class Archive:
     root
         The archive directory; created if missing.
     fsync
-        Flush file data and directory entries to stable storage before reporting a file
-        as stored. Turn off only for throwaway installations.
+        Flush each file to stable storage before reporting it as stored. Turn off only for
+        throwaway installations.
+    fsync_directories
+        Also flush the directories that name it (needed on file systems that do not
+        journal directory entries with the file, e.g. ext2 or some network file systems).
     min_free_bytes
         :meth:`put` raises :class:`OutOfSpaceError` when the disk has less free space.
     """
 
-    def __init__(self, root: Path, *, fsync: bool = True, min_free_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        fsync: bool = True,
+        fsync_directories: bool = False,
+        min_free_bytes: int = 0,
+    ) -> None:
         self.root = root
         self.fsync = fsync
+        self.fsync_directories = fsync_directories
+        self._dirs: set[Path] = set()
         self.min_free_bytes = min_free_bytes
         for sub in ("instances", "conflicts", "pending", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
@@ -150,7 +163,7 @@ class Archive:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         try:
             _write_all(fd, data)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            self._ensure_dir(final.parent)
             try:
                 os.link(tmp, final)
             except FileExistsError:
@@ -160,12 +173,14 @@ class Archive:
             pending = self.root / "pending" / final.name
             os.replace(tmp, pending)
             if self.fsync:
-                # One data flush after both names exist: on a journaling file system it
-                # commits the directory entries too; the directory fsyncs that follow are
-                # then cheap, and keep the guarantee on file systems that need them.
-                os.fdatasync(fd)
-                _fsync_dir(final.parent)
-                _fsync_dir(pending.parent)
+                # One flush after both names exist. link(2) changed the inode (its link
+                # count), so fsync of the file commits the journal transaction holding both
+                # directory entries on journaling file systems (ext4, XFS). Elsewhere,
+                # fsync_directories adds the two directory flushes POSIX asks for.
+                os.fsync(fd)
+                if self.fsync_directories:
+                    _fsync_dir(final.parent)
+                    _fsync_dir(pending.parent)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -185,6 +200,11 @@ class Archive:
                 _fsync_dir(conflict_dir)
         return PutResult(PutOutcome.CONFLICT, str(target.relative_to(self.root)), sha, size)
 
+    def _ensure_dir(self, path: Path) -> None:
+        if path not in self._dirs:
+            path.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(path)
+
     # indexing hand-off -------------------------------------------------------------
     def pending(self) -> Iterator[Path]:
         """Files accepted but not yet confirmed as indexed, oldest first."""
@@ -198,6 +218,16 @@ class Archive:
     def mark_indexed(self, sop_instance_uid: str) -> None:
         """Drop the pending link once the database holds the instance."""
         self.pending_path(sop_instance_uid).unlink(missing_ok=True)
+
+
+def archive_from_settings(settings: Settings) -> Archive:
+    """The installation's archive, as ``settings`` configure it."""
+    return Archive(
+        settings.archive_dir,
+        fsync=settings.fsync,
+        fsync_directories=settings.fsync_directories,
+        min_free_bytes=settings.min_free_disk_mb * 2**20,
+    )
 
 
 def _write_all(fd: int, data: bytes) -> None:
