@@ -8,13 +8,15 @@ then the defaults below.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -31,7 +33,7 @@ def _split_list(value: Any) -> Any:
     if isinstance(value, str):
         stripped = value.strip()
         if stripped.startswith("["):
-            return value  # JSON, parsed by pydantic
+            return json.loads(stripped)
         return [part.strip() for part in stripped.split(",") if part.strip()]
     return value
 
@@ -58,8 +60,8 @@ class Settings(BaseSettings):
     dicom_host: str = "0.0.0.0"  # noqa: S104 - a receiver must be reachable by the PACS
     dicom_port: int = Field(11112, ge=0, le=65535)
     http_port: int = Field(8000, ge=0, le=65535)
-    allowed_calling_aets: list[str] = Field(default_factory=list)
-    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_calling_aets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_associations: int = Field(16, ge=1)
     max_pdu_size: int = Field(4_194_304, ge=0)
     network_timeout: float = Field(60.0, gt=0)

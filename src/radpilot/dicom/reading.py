@@ -15,8 +15,10 @@ from typing import Any
 
 import pydicom
 from pydicom import config as pydicom_config
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
 from pydicom.uid import UID
 
 from radpilot.dicom.status import Status
@@ -71,6 +73,7 @@ def parse_bytes(data: bytes) -> Dataset:
         # pydicom reads every element header and length here (raising on a malformed
         # structure); values are converted lazily, only those radpilot reads.
         ds = pydicom.dcmread(BytesIO(data))
+        _check_complete(ds)
     except InvalidDicomError as exc:
         raise InvalidInstanceError(f"not a DICOM file: {exc}") from exc
     except (EOFError, OSError) as exc:
@@ -87,6 +90,28 @@ def parse_bytes(data: bytes) -> Dataset:
     ) as exc:
         raise InvalidInstanceError(f"malformed DICOM data: {type(exc).__name__}: {exc}") from exc
     return ds
+
+
+_UNDEFINED = 0xFFFFFFFF
+
+
+def _check_complete(ds: Dataset) -> None:
+    """Reject values shorter than their declared length.
+
+    pydicom reads ``length`` bytes and keeps what it got when the data ends early, so a
+    truncated file (or a lying length field) would otherwise pass as a short value.
+    Elements still in raw form are checked without converting their values.
+    """
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        if not isinstance(raw, RawDataElement) or raw.length == _UNDEFINED:
+            continue
+        got = len(raw.value) if raw.value is not None else 0
+        if got < raw.length:
+            raise InvalidInstanceError(
+                f"truncated DICOM data: element {Tag(tag)} declares {raw.length} bytes, "
+                f"{got} present"
+            )
 
 
 def _uid(ds: Dataset, keyword: str) -> str:
