@@ -102,7 +102,7 @@ def _check_complete(ds: Dataset) -> None:
     truncated file (or a lying length field) would otherwise pass as a short value.
     Elements still in raw form are checked without converting their values.
     """
-    for tag in ds.keys():
+    for tag in ds.keys():  # noqa: SIM118 - iterating a Dataset converts every element
         raw = ds.get_item(tag)
         if not isinstance(raw, RawDataElement) or raw.length == _UNDEFINED:
             continue
