@@ -8,7 +8,8 @@ SHA-256 list that pydicom ships.
 
 :func:`build_index` files them the way intake does: parse, extract, index; a refused file
 becomes a ``rejected`` receipt with intake's reason, a second copy of a SOP Instance UID a
-``duplicate`` (same bytes) or ``conflict`` (different bytes) receipt.
+``duplicate`` (same bytes) or ``conflict`` (different bytes) receipt. :func:`run_cli` runs
+the ``inventory`` and ``labels`` commands as ``radpilot.cli.main`` registers them.
 """
 
 from __future__ import annotations
@@ -18,20 +19,26 @@ import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import pydicom
 import pydicom.data
+import typer
 from pydicom.dataset import Dataset
+from typer.testing import CliRunner, Result
 
+from radpilot.cli import inventory as inventory_cli
+from radpilot.cli import labels as labels_cli
+from radpilot.core.settings import Settings
 from radpilot.dicom.index import IndexCache, StoredFile, index_instance
-from radpilot.dicom.reading import InvalidInstanceError, extract_meta, parse_bytes
+from radpilot.dicom.reading import InstanceMeta, InvalidInstanceError, extract_meta, parse_bytes
 from radpilot.store import Database
 from radpilot.store.models import Receipt, ReceiptOutcome
 from tests.conftest import missing
 
-__all__ = ["BuiltIndex", "build_index", "real_dicom_files"]
+__all__ = ["BuiltIndex", "build_index", "cli", "real_dicom_files", "run_cli"]
 
 T = TypeVar("T")
 PYDICOM_DATA = Path(pydicom.data.__file__).parent
@@ -65,7 +72,11 @@ class BuiltIndex:
 
     def datasets(self) -> list[Dataset]:
         """Accepted files read with plain pydicom, in the order they were indexed."""
-        return [_lenient(lambda p=path: pydicom.dcmread(p)) for path, _ in self.accepted.values()]
+        return [_lenient(partial(pydicom.dcmread, path)) for path, _ in self.accepted.values()]
+
+
+def _meta_of(data: bytes) -> InstanceMeta:
+    return extract_meta(parse_bytes(data))
 
 
 def _lenient(read: Callable[[], T]) -> T:
@@ -89,7 +100,7 @@ def build_index(db: Database, files: list[Path]) -> BuiltIndex:
             digest = hashlib.sha256(data).hexdigest()
             receipt = Receipt(source="import", origin=str(path), sha256=digest)
             try:
-                meta = _lenient(lambda data=data: extract_meta(parse_bytes(data)))
+                meta = _lenient(partial(_meta_of, data))
             except InvalidInstanceError as exc:
                 receipt.outcome, receipt.reason = ReceiptOutcome.REJECTED, exc.reason
                 built.rejected[path] = exc.reason
@@ -102,10 +113,33 @@ def build_index(db: Database, files: list[Path]) -> BuiltIndex:
                 receipt.outcome = ReceiptOutcome.DUPLICATE if same else ReceiptOutcome.CONFLICT
                 (built.duplicates if same else built.conflicts).append(path)
             else:
-                stored = StoredFile(relative_path=f"instances/{digest[:2]}/{digest}.dcm",
-                                    sha256=digest, size=len(data), source="import")
+                stored = StoredFile(
+                    relative_path=f"instances/{digest[:2]}/{digest}.dcm",
+                    sha256=digest,
+                    size=len(data),
+                    source="import",
+                )
                 index_instance(session, meta, stored, cache)
                 receipt.outcome = ReceiptOutcome.STORED
                 built.accepted[meta.sop_instance_uid] = (path, data)
             session.add(receipt)
     return built
+
+
+def cli() -> typer.Typer:
+    """The two commands under test, as ``radpilot.cli.main`` registers them."""
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """radpilot (test harness)."""
+
+    app.command("inventory")(inventory_cli.inventory)
+    app.add_typer(labels_cli.app, name="labels")
+    return app
+
+
+def run_cli(db_url: str, tmp_path: Path, *args: str) -> Result:
+    """Run ``radpilot ARGS`` on the database at ``db_url``, data dir under ``tmp_path``."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=db_url)
+    return CliRunner().invoke(cli(), list(args), obj=settings)

@@ -53,7 +53,8 @@ def demo(
     if not files:
         fail("no example DICOM found; install pydicom-data or pass --shared-data")
     with reporting_errors():
-        from radpilot.data.inventory import build_inventory, render_table
+        from radpilot.cli.inventory import print_table
+        from radpilot.data.inventory import build_inventory
         from radpilot.dicom.scu import send_files
         from radpilot.pipeline.service import IntakeService
 
@@ -81,7 +82,7 @@ def demo(
                 err=True,
             )
             with service.db.session() as session:
-                render_table(build_inventory(session))
+                print_table(build_inventory(session))
             if keep_running:
                 typer.echo(
                     f"radpilot demo: still receiving on port {service.receiver.port}"

@@ -68,11 +68,12 @@ def import_command(
         SummaryFormat, typer.Option("--format", case_sensitive=False, help="table or json.")
     ] = SummaryFormat.TABLE,
 ) -> None:
-    """Attach labels from FILE to studies by study_instance_uid, accession_number or
-    patient_id (the pseudonym). Re-importing a file adds nothing twice.
+    """Attach reference labels and reader reads from a CSV FILE to studies.
 
-    Exit status 1 when nothing could be imported and rows had problems, or with --strict
-    when any row had one; the summary lists each such row by number with the reason.
+    Rows name their study by study_instance_uid, accession_number or patient_id (the
+    pseudonym). Re-importing a file adds nothing twice. Exit status 1 when nothing could
+    be imported and rows had problems, or with --strict when any row had one; the
+    summary lists each such row by number with the reason.
     """
     settings = settings_of(ctx)
     try:
@@ -111,6 +112,7 @@ def _print(summary: LabelImportSummary) -> None:
     table = Table(title=f"radpilot labels import {summary.file}")
     table.add_column("rows")
     table.add_column("count", justify="right")
+    table.add_row("in the file", str(summary.rows))
     if summary.committed:
         table.add_row("imported (new reads)", str(summary.imported))
     else:

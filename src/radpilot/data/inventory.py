@@ -100,6 +100,9 @@ def build_inventory(
     """
     generated = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     bind = session.get_bind()
+    if bind.dialect.name == "postgresql" and not session.in_transaction():
+        # one snapshot for every query, so totals and groups agree while intake writes
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     inventory: dict[str, Any] = {
         "schema": SCHEMA,
         "generated_at": generated.isoformat(timespec="seconds"),

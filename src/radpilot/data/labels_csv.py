@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import re
 import zoneinfo
 from collections.abc import Iterator
@@ -51,24 +52,9 @@ _ALIASES = {
     "readat": "read_at",
 }
 #: Columns that would put direct identifiers into case attributes: never stored.
-_REFUSED = {
-    "patientname",
-    "name",
-    "patientbirthdate",
-    "birthdate",
-    "dateofbirth",
-    "dob",
-    "address",
-    "patientaddress",
-    "phone",
-    "telephone",
-    "email",
-    "mrn",
-    "medicalrecordnumber",
-    "ssn",
-    "socialsecuritynumber",
-    "nhsnumber",
-}
+_REFUSED = {"patientname", "name", "patientbirthdate", "birthdate", "dateofbirth", "dob",
+            "address", "patientaddress", "phone", "telephone", "email", "mrn",
+            "medicalrecordnumber", "ssn", "socialsecuritynumber", "nhsnumber"}  # fmt: skip
 _TRUE = {"1", "1.0", "true", "yes", "y", "positive", "pos", "present"}
 _FALSE = {"0", "0.0", "false", "no", "n", "negative", "neg", "absent"}
 _UNKNOWN = {"?", "-", "unknown", "uncertain", "maybe", "equivocal", "n/a", "na", "nan", "null"}
@@ -134,7 +120,7 @@ def read_table(path: Path) -> Table:
         raise LabelFileError(f"cannot read {path.name}: {exc.strerror or exc}") from exc
     first = text.split("\n", 1)[0]
     delimiter = max((",", ";", "\t"), key=first.count)
-    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = next(reader, None)
     if not header or not any(cell.strip() for cell in header):
         raise LabelFileError(f"{path.name} is empty; the first row must name the columns")
@@ -242,6 +228,17 @@ def timezone_of(name: str) -> dt.tzinfo:
         ) from exc
 
 
+def _study_date(text: str) -> str:
+    digits = text.strip().replace("-", "")
+    try:
+        if len(digits) != 8 or not digits.isdigit():
+            raise ValueError(digits)
+        dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError as exc:
+        raise RowError("study_date is not a date (write e.g. 2024-03-01)") from exc
+    return digits
+
+
 def _label(cells: dict[str, str], default_finding: str) -> tuple[str, int]:
     name = normalise_finding(cells["finding"]) if "finding" in cells else None
     value: int | None = None
@@ -296,9 +293,7 @@ def parse_row(
         raise RowError("no study_instance_uid, accession_number or patient_id in this row")
     if any(len(v) > 64 for v in identifiers.values()):
         raise RowError("an identifier is longer than DICOM allows (64 characters)")
-    study_date = None
-    if "study_date" in cells:
-        study_date = parse_read_at(cells["study_date"], dt.UTC, "study_date").strftime("%Y%m%d")
+    study_date = _study_date(cells["study_date"]) if "study_date" in cells else None
     finding, value = _label(cells, default_finding)
     reader = cells.get("reader", default_reader)
     if len(reader) > 128:
