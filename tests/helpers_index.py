@@ -32,7 +32,7 @@ from typer.testing import CliRunner, Result
 from radpilot.cli import inventory as inventory_cli
 from radpilot.cli import labels as labels_cli
 from radpilot.core.settings import Settings
-from radpilot.dicom.index import IndexCache, StoredFile, index_instance
+from radpilot.dicom.index import StoredFile, index_instance
 from radpilot.dicom.reading import InstanceMeta, InvalidInstanceError, extract_meta, parse_bytes
 from radpilot.store import Database
 from radpilot.store.models import Receipt, ReceiptOutcome
@@ -93,7 +93,6 @@ def _lenient(read: Callable[[], T]) -> T:
 def build_index(db: Database, files: list[Path]) -> BuiltIndex:
     """Index ``files`` into ``db`` as ``radpilot ingest`` would, with receipts."""
     built = BuiltIndex()
-    cache = IndexCache()
     with db.session() as session:
         for path in files:
             data = path.read_bytes()
@@ -119,7 +118,7 @@ def build_index(db: Database, files: list[Path]) -> BuiltIndex:
                     size=len(data),
                     source="import",
                 )
-                index_instance(session, meta, stored, cache)
+                index_instance(session, meta, stored)
                 receipt.outcome = ReceiptOutcome.STORED
                 built.accepted[meta.sop_instance_uid] = (path, data)
             session.add(receipt)

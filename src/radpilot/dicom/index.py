@@ -190,9 +190,7 @@ def index_instances(session: Session, items: list[tuple[InstanceMeta, StoredFile
     return len(rows)
 
 
-def index_instance(
-    session: Session, meta: InstanceMeta, stored: StoredFile, cache: IndexCache | None = None
-) -> Instance:
+def index_instance(session: Session, meta: InstanceMeta, stored: StoredFile) -> Instance:
     """Add one instance to the index (see :func:`index_instances`) and return its row."""
     index_instances(session, [(meta, stored)])
     return session.scalars(
