@@ -70,7 +70,15 @@ def send_files(
         try:
             for key in batch:
                 for path in groups[key]:
-                    response = assoc.send_c_store(path)
+                    try:
+                        response = assoc.send_c_store(path)
+                    except Exception as exc:  # noqa: BLE001 - see below
+                        # pynetdicom 3.0.4 raises assorted errors on malformed files (even
+                        # UnboundLocalError in send_c_store); one bad file must not stop
+                        # the others.
+                        report.unsent[f"could not be sent ({type(exc).__name__})"] += 1
+                        log.warning("a file could not be sent: %s", type(exc).__name__)
+                        continue
                     if "Status" in response:
                         report.statuses[int(response.Status)] += 1
                     else:
