@@ -515,6 +515,31 @@ def _uids(seed: _Seed, rng: random.Random, rename: _Renamer) -> _Cases:
         yield f"unprintable_{kind}_uid", unprintable, REJECTED, REJECTED
 
 
+#: Text attributes radpilot indexes, with their VR's length limit ignored (PS3.5 6.2).
+_INDEXED_TEXT = (
+    0x00080050,  # AccessionNumber (SH, 16)
+    0x00080070,  # Manufacturer (LO, 64)
+    0x00080080,  # InstitutionName (LO, 64)
+    0x00081010,  # StationName (SH, 16)
+    0x00081030,  # StudyDescription (LO, 64)
+    0x00100020,  # PatientID (LO, 64)
+    0x00180015,  # BodyPartExamined (CS, 16)
+    0x00181210,  # ConvolutionKernel (SH, 16)
+)
+
+
+def _overlong_values(seed: _Seed, rng: random.Random, rename: _Renamer) -> _Cases:
+    """Indexed text values far over their VR's maximum length (seen from real devices)."""
+    data = rename(seed)
+    targets = [e for e in seed.elements if e.tag in _INDEXED_TEXT and e.length != _UNDEFINED]
+    if not targets:
+        return
+    for element in sorted(targets, key=lambda e: e.start, reverse=True):  # offsets stay valid
+        value = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ") for _ in range(300))
+        data = _replace_value(seed, data, element, value.encode("ascii"))
+    yield "overlong_values", data, ANY, ANY
+
+
 def _bit_flips(seed: _Seed, rng: random.Random, rename: _Renamer) -> _Cases:
     data = bytearray(rename(seed))
     header_end = seed.pixel_data.start if seed.pixel_data is not None else len(data)
@@ -537,6 +562,7 @@ _MUTATIONS: tuple[_Mutation, ...] = (
     _wrong_ts,
     _deflated,
     _uids,
+    _overlong_values,
     _bit_flips,
 )
 

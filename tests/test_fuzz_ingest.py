@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -46,6 +47,13 @@ def corpus() -> list[FuzzCase]:
     return fuzz_corpus.build_corpus(fuzz_corpus.seed_paths())
 
 
+@pytest.fixture(autouse=True)
+def _remove_files_after(tmp_path: Path) -> Iterator[None]:
+    """Each test writes up to ~200 MB (corpus, archive); pytest keeps three runs of them."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 def _intake(data_dir: Path) -> Intake:
     settings = load_settings(data_dir=data_dir, fsync=False, min_free_disk_mb=0)
     db = Database(settings.effective_database_url)
@@ -81,7 +89,10 @@ def _outcome(receipt: Receipt | None) -> str:
 def _check_stored(intake: Intake, receipt: Receipt, sent: bytes) -> list[str]:
     """What is wrong with an accepted import (empty when it is archived as sent)."""
     problems = []
-    stored = intake.archive.read_bytes(str(receipt.stored_path))
+    try:
+        stored = intake.archive.read_bytes(str(receipt.stored_path))
+    except OSError as exc:
+        return [f"archived file unreadable: {exc}"]
     digest = hashlib.sha256(stored).hexdigest()
     # Files with a DICM prefix are kept exactly as given; bare data sets get file meta
     # in front of their untouched bytes.
@@ -252,6 +263,49 @@ def test_known_bug(kind: str, corpus: list[FuzzCase], intake: Intake, tmp_path: 
         if case.expect is not None and outcome not in case.expect:
             problems.append(f"{case.name}: {outcome}, expected {sorted(case.expect)}")
     assert not problems, "\n".join(problems)
+
+
+# --- the index on both database backends ----------------------------------------------
+
+POSTGRES_BATCH_BUG = (
+    "a value longer than its column (Study.accession_number, Series.station_name, ... are "
+    "String(64/128) while read_values keeps 256 characters; Receipt.origin is String(512)) "
+    "makes PostgreSQL refuse the whole batch: none of its instances or receipts are indexed"
+)
+
+
+def _on_backend(request: pytest.FixtureRequest, database_url: str) -> None:
+    if database_url.startswith("postgresql"):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=POSTGRES_BATCH_BUG))
+
+
+@pytest.mark.slow
+def test_values_longer_than_their_columns_do_not_stop_indexing(
+    corpus: list[FuzzCase],
+    db: Database,
+    database_url: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """Over-long indexed values (VR limits ignored) and a path over 512 characters."""
+    _on_backend(request, database_url)
+    cases = [c for c in corpus if c.kind in ("original", "overlong_values")]
+    deep = tmp_path.joinpath("in", *["deeply-nested-export-folder-" + "x" * 90] * 6)
+    written = {str(p): c for p, c in fuzz_corpus.write_cases(cases, deep).items()}
+    assert all(len(origin) > 600 for origin in written)
+    settings = load_settings(data_dir=tmp_path / "data", fsync=False, min_free_disk_mb=0)
+    intake = build_intake(settings, db)
+    intake.start()
+    try:
+        summary, receipts = _run(intake, [tmp_path / "in"])
+    finally:
+        intake.stop()
+    problems = [] if summary.seen == len(written) else [f"seen {summary.seen}"]
+    if intake.counters.index_failures:
+        problems.append(f"{intake.counters.index_failures} instance(s) not indexed")
+    problems += _verdicts(intake, written, receipts)
+    assert not problems, "\n".join(problems)
+    assert sum(r.outcome == ReceiptOutcome.STORED for r in receipts.values()) >= len(cases) // 2
 
 
 # --- property-based: random damage to real files ---------------------------------------

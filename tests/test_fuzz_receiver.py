@@ -64,6 +64,13 @@ def corpus() -> list[FuzzCase]:
     return fuzz_corpus.build_corpus(fuzz_corpus.seed_paths())
 
 
+@pytest.fixture(autouse=True)
+def _remove_files_after(tmp_path: Path) -> Iterator[None]:
+    """Each test writes up to ~200 MB (corpus, archive); pytest keeps three runs of them."""
+    yield
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 @pytest.fixture
 def server_errors(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Exceptions that end a thread, and ERROR log records of the server's associations."""
@@ -80,12 +87,9 @@ def server_errors(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
                 errors.append(f"{record.threadName} {record.name}: {record.getMessage()}")
 
     handler = Collect(logging.ERROR)
-    pynetdicom_log = logging.getLogger("pynetdicom")
     monkeypatch.setattr(threading, "excepthook", hook)
-    logging.getLogger().addHandler(handler)
-    pynetdicom_log.addHandler(handler)
+    logging.getLogger().addHandler(handler)  # pynetdicom's loggers propagate to the root
     yield errors
-    pynetdicom_log.removeHandler(handler)
     logging.getLogger().removeHandler(handler)
 
 
@@ -199,7 +203,10 @@ def _check(service: IntakeService, sent: Sent, receipt: Receipt) -> list[str]:
         return [*problems, f"status 0x{sent.status:04X} is not one radpilot sends"]
     if receipt.outcome not in ACCEPTED:
         return [*problems, f"success answered, receipt {receipt.outcome}"]
-    stored = service.intake.archive.read_bytes(str(receipt.stored_path))
+    try:
+        stored = service.intake.archive.read_bytes(str(receipt.stored_path))
+    except OSError as exc:
+        return [*problems, f"archived file unreadable: {exc}"]
     if hashlib.sha256(stored).hexdigest() != receipt.sha256:
         problems.append("archived file differs from the receipt's sha256")
     if fuzz_corpus.dataset_part(stored) != sent.form.dataset:
@@ -282,9 +289,8 @@ def test_receiver_answers_every_damaged_data_set(
     if shutil.which("echoscu"):
         assert dcmtk.echoscu(port)
     receipts = _receipts(service)
-    problems = _verdicts(service, before + sent, receipts)
+    problems = _verdicts(service, before + sent, receipts) + server_errors
     assert not problems, "\n".join(problems)
-    assert not server_errors, "\n".join(server_errors)
 
     # The corpus exercised both sides, and what was held before is still there, intact.
     assert sum(s.status == 0 for s in sent) >= 2 * len(fuzz_corpus.seed_paths())
@@ -320,9 +326,8 @@ def test_known_bug(
     ]
     assert sent
     send_all(service.receiver.port, sent, tmp_path / "sent")
-    problems = _verdicts(service, sent, _receipts(service))
+    problems = _verdicts(service, sent, _receipts(service)) + server_errors
     assert not problems, "\n".join(problems)
-    assert not server_errors, "\n".join(server_errors)
 
 
 def _storescu_responses(log: str) -> dict[str, str]:
@@ -385,12 +390,13 @@ def test_storescu_sends_what_dcmtk_can_read(
             if receipt.outcome not in ACCEPTED:
                 problems.append(f"{name}: Success but receipt {receipt.outcome}")
                 continue
-            stored = service.intake.archive.read_bytes(str(receipt.stored_path))
+            path = service.intake.archive.path(str(receipt.stored_path))
+            stored = path.read_bytes() if path.is_file() else b""
             if hashlib.sha256(stored).hexdigest() != receipt.sha256:
-                problems.append(f"{name}: archived file differs from its receipt")
+                problems.append(f"{name}: archived file missing or not as its receipt says")
         elif receipt.outcome != ReceiptOutcome.REJECTED or not (receipt.reason or "").strip():
             problems.append(f"{name}: {text} but receipt {receipt.outcome} {receipt.reason!r}")
         elif receipt.status not in FAILURE_STATUSES:
             problems.append(f"{name}: rejected with status {receipt.status}")
+    problems += server_errors
     assert not problems, "\n".join(problems)
-    assert not server_errors, "\n".join(server_errors)

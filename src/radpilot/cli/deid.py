@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -100,7 +103,7 @@ def deid(
     if settings.deid_key is None or not settings.deid_key.get_secret_value():
         fail(_NO_KEY)
     if not in_path.exists():
-        fail(f"{in_path} does not exist; give a folder or a DICOM file")
+        fail("IN does not exist; give a folder or a DICOM file")
     options = _options(
         settings,
         retain_dates=retain_dates,
@@ -113,43 +116,59 @@ def deid(
     with reporting_errors():
         deidentifier = Deidentifier(settings.deid_key.get_secret_value().encode(), options)
         db = open_database(settings)
-        show = progress and output_format == "table"
-        record: DeidRunRecord
-        if show:
-            columns = (
-                TextColumn("de-identifying"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-            )
-            with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-                task = bar.add_task("deid", total=None)
-                record = deidentify_tree(
+        try:
+            with _pydicom_logs_quiet():
+                record = _run(
                     in_path,
                     out_path,
                     deidentifier,
                     quarantine_dir,
-                    progress=lambda: bar.advance(task),
+                    show=progress and output_format == "table",
                 )
-        else:
-            record = deidentify_tree(in_path, out_path, deidentifier, quarantine_dir)
-        summary = record.to_json()
-        with db.session() as session:
-            session.add(
-                DeidRun(
-                    started_at=record.started_at,
-                    finished_at=record.finished_at,
-                    profile=record.profile[:256],
-                    summary=summary,
+            summary = record.to_json()
+            with db.session() as session:
+                session.add(
+                    DeidRun(
+                        started_at=record.started_at,
+                        finished_at=record.finished_at,
+                        profile=record.profile[:256],
+                        summary=summary,
+                    )
                 )
-            )
-        db.dispose()
+        finally:
+            db.dispose()
     if output_format == "json":
         typer.echo(json.dumps(summary, indent=2))
     else:
         _print(record, quarantine_dir)
     if record.written == 0 and record.duplicates == 0 and record.rejected:
         raise typer.Exit(code=1)
+
+
+@contextmanager
+def _pydicom_logs_quiet() -> Iterator[None]:
+    """pydicom logs some reading problems with the file's path, which may hold a
+    patient's name; the record counts those files instead."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _run(
+    in_path: Path, out_path: Path, deidentifier: Deidentifier, quarantine_dir: Path, *, show: bool
+) -> DeidRunRecord:
+    if not show:
+        return deidentify_tree(in_path, out_path, deidentifier, quarantine_dir)
+    columns = (TextColumn("de-identifying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("deid", total=None)
+        return deidentify_tree(
+            in_path, out_path, deidentifier, quarantine_dir, progress=lambda: bar.advance(task)
+        )
 
 
 def _print(record: DeidRunRecord, quarantine_dir: Path) -> None:

@@ -61,8 +61,15 @@ def _global(
     ctx.obj = settings
 
 
+_registered = False
+
+
 def _register() -> None:
     # Imported here so that `radpilot --help` stays fast and modules stay independent.
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from radpilot.cli import deid, demo, inventory, labels, serve
     from radpilot.cli import ingest as ingest_cmd
 

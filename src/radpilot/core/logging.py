@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import warnings
 
 __all__ = ["configure_logging", "ref"]
 
@@ -34,3 +35,8 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     root.propagate = False
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    # pydicom's reading warnings and log lines name the file path, and paths made by
+    # PACS exports often hold patient names. radpilot reports the problems it acts on
+    # itself (receipts, summaries), so pydicom's own are kept out of the logs.
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?")

@@ -91,7 +91,6 @@ class _Pass:
     identifying: list[str]
     result: DeidResult
     redactor: Redactor | None = None
-    overlay_groups: set[int] = field(default_factory=set)
 
     def count(self, label: str, action: str) -> None:
         self.result.actions[action] += 1
@@ -139,6 +138,11 @@ class Deidentifier:
     ------
     ConfigurationError
         If ``key`` is shorter than 16 bytes.
+
+    Notes
+    -----
+    One instance may serve several threads (the receiver's associations): the state of a
+    call lives in that call, and the shared memo of pseudonyms is a plain dict.
     """
 
     def __init__(
@@ -200,6 +204,7 @@ class Deidentifier:
     # the walk -------------------------------------------------------------------------
     def _walk(self, ds: Dataset, run: _Pass) -> None:
         actions = self.profile.actions
+        overlay_groups: set[int] = set()
         for tag in list(ds.keys()):
             group = tag >> 16
             if group & 1:
@@ -214,19 +219,18 @@ class Deidentifier:
             elif action is None and group & 0xFF00 == 0x6000:
                 action = self.profile.overlay_actions.get(tag & 0xFFFF)
                 if action is Action.REMOVE and tag & 0xFFFF == _OVERLAY_DATA:
-                    run.overlay_groups.add(group)
+                    overlay_groups.add(group)
             if action is not None:
                 self._apply(ds, tag, action, run)
             elif _is_sequence(ds, tag):
                 for item in ds[tag].value:
                     self._walk(item, run)
         # an overlay without its data is invalid: remove the rest of its group too
-        for group in run.overlay_groups:
+        for group in overlay_groups:
             # keys(): iterating a Dataset itself would convert every element
             for tag in [t for t in ds.keys() if t >> 16 == group]:  # noqa: SIM118
                 del ds[tag]
                 run.count("overlay group", Action.REMOVE)
-        run.overlay_groups.clear()
 
     def _label(self, tag: int) -> str:
         label = self._labels.get(tag)

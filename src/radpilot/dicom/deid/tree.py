@@ -56,7 +56,7 @@ _MALFORMED = (
 
 
 class DeidTreeError(RadpilotError):
-    """The run as a whole cannot proceed (input missing, output inside out)."""
+    """The run as a whole cannot proceed: the input is missing, or OUT is IN."""
 
 
 class _RejectedError(Exception):
@@ -226,7 +226,7 @@ def deidentify_tree(
     """
     src, dst, quarantine_dir = src.resolve(), dst.resolve(), quarantine_dir.resolve()
     if not src.exists():
-        raise DeidTreeError(f"{src.name or src} does not exist; give a folder or a file")
+        raise DeidTreeError("the input does not exist; give a folder or a DICOM file")
     if dst == src:
         raise DeidTreeError("the output folder is the input folder; choose another one")
     dst.mkdir(parents=True, exist_ok=True)
@@ -261,9 +261,11 @@ def deidentify_tree(
     record.finish()
     _write(dst / RECORD_NAME, (json.dumps(record.to_json(), indent=1) + "\n").encode())
     log.info(
-        "de-identified %d of %d files (%d quarantined, %d rejected, %d skipped)",
+        "de-identified %d of %d files (%d already in the output, %d quarantined, "
+        "%d rejected, %d skipped)",
         record.written,
         record.seen,
+        record.duplicates,
         len(record.quarantined),
         len(record.rejected),
         len(record.skipped),
