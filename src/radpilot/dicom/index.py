@@ -9,9 +9,31 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from radpilot.dicom.reading import InstanceMeta
-from radpilot.store.models import Instance, Patient, Series, Study, utcnow
+from radpilot.store.models import Base, Instance, Patient, Series, Study, utcnow
 
-__all__ = ["IndexCache", "StoredFile", "index_instance", "index_instances"]
+__all__ = [
+    "IndexCache",
+    "StoredFile",
+    "fit",
+    "index_instance",
+    "index_instances",
+]
+
+
+def fit(model: type[Base], values: dict[str, Any]) -> dict[str, Any]:
+    """Cut text values to their column's length.
+
+    DICOM lets a few VRs exceed our columns (and malformed files exceed any limit);
+    PostgreSQL would refuse the whole batch for one over-long value, SQLite would not
+    notice. The index keeps the first characters; the archive keeps the original.
+    """
+    columns = model.__table__.columns
+    fitted = dict(values)
+    for name, value in values.items():
+        length = getattr(columns[name].type, "length", None) if name in columns else None
+        if length and isinstance(value, str) and len(value) > length:
+            fitted[name] = value[:length]
+    return fitted
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +59,7 @@ class IndexCache:
 
 def _patient(session: Session, meta: InstanceMeta, cache: IndexCache) -> Patient:
     v = meta.values
-    key = (v.get("PatientID") or "", v.get("IssuerOfPatientID") or "")
+    key = ((v.get("PatientID") or "")[:64], (v.get("IssuerOfPatientID") or "")[:64])
     if key in cache.patients:
         return cache.patients[key]
     patient = session.scalars(
@@ -45,11 +67,16 @@ def _patient(session: Session, meta: InstanceMeta, cache: IndexCache) -> Patient
     ).one_or_none()
     if patient is None:
         patient = Patient(
-            patient_id=key[0][:64],
-            issuer_of_patient_id=key[1][:64],
-            patient_name=v.get("PatientName"),
-            birth_date=v.get("PatientBirthDate"),
-            sex=v.get("PatientSex"),
+            **fit(
+                Patient,
+                {
+                    "patient_id": key[0],
+                    "issuer_of_patient_id": key[1],
+                    "patient_name": v.get("PatientName"),
+                    "birth_date": v.get("PatientBirthDate"),
+                    "sex": v.get("PatientSex"),
+                },
+            )
         )
         session.add(patient)
     cache.patients[key] = patient
@@ -66,17 +93,22 @@ def _study(session: Session, meta: InstanceMeta, cache: IndexCache) -> Study:
     now = utcnow()
     if study is None:
         study = Study(
-            study_instance_uid=uid,
             patient=_patient(session, meta, cache),
-            accession_number=v.get("AccessionNumber"),
-            study_date=v.get("StudyDate"),
-            study_time=v.get("StudyTime"),
-            study_description=v.get("StudyDescription"),
-            institution_name=v.get("InstitutionName"),
-            patient_age=v.get("PatientAge"),
-            patient_age_years=v.get("PatientAgeYears"),
-            first_received_at=now,
-            last_received_at=now,
+            **fit(
+                Study,
+                {
+                    "study_instance_uid": uid,
+                    "accession_number": v.get("AccessionNumber"),
+                    "study_date": v.get("StudyDate"),
+                    "study_time": v.get("StudyTime"),
+                    "study_description": v.get("StudyDescription"),
+                    "institution_name": v.get("InstitutionName"),
+                    "patient_age": v.get("PatientAge"),
+                    "patient_age_years": v.get("PatientAgeYears"),
+                    "first_received_at": now,
+                    "last_received_at": now,
+                },
+            ),
         )
         session.add(study)
     else:
@@ -90,7 +122,7 @@ def _study(session: Session, meta: InstanceMeta, cache: IndexCache) -> Study:
             ("patient_age_years", "PatientAgeYears"),
         ):
             if getattr(study, attr) is None and v.get(keyword) is not None:
-                setattr(study, attr, v.get(keyword))
+                setattr(study, attr, fit(Study, {attr: v.get(keyword)})[attr])
     cache.studies[uid] = study
     return study
 
@@ -104,20 +136,25 @@ def _series(session: Session, meta: InstanceMeta, cache: IndexCache) -> Series:
     if series is None:
         v = meta.values
         series = Series(
-            series_instance_uid=uid,
             study=_study(session, meta, cache),
-            series_number=v.get("SeriesNumber"),
-            modality=v.get("Modality"),
-            body_part_examined=v.get("BodyPartExamined"),
-            view_position=v.get("ViewPosition"),
-            series_description=v.get("SeriesDescription"),
-            protocol_name=v.get("ProtocolName"),
-            manufacturer=v.get("Manufacturer"),
-            manufacturer_model_name=v.get("ManufacturerModelName"),
-            software_versions=v.get("SoftwareVersions"),
-            station_name=v.get("StationName"),
-            institution_name=v.get("InstitutionName"),
-            convolution_kernel=v.get("ConvolutionKernel"),
+            **fit(
+                Series,
+                {
+                    "series_instance_uid": uid,
+                    "series_number": v.get("SeriesNumber"),
+                    "modality": v.get("Modality"),
+                    "body_part_examined": v.get("BodyPartExamined"),
+                    "view_position": v.get("ViewPosition"),
+                    "series_description": v.get("SeriesDescription"),
+                    "protocol_name": v.get("ProtocolName"),
+                    "manufacturer": v.get("Manufacturer"),
+                    "manufacturer_model_name": v.get("ManufacturerModelName"),
+                    "software_versions": v.get("SoftwareVersions"),
+                    "station_name": v.get("StationName"),
+                    "institution_name": v.get("InstitutionName"),
+                    "convolution_kernel": v.get("ConvolutionKernel"),
+                },
+            ),
         )
         session.add(series)
     else:
@@ -141,7 +178,7 @@ def _instance_row(meta: InstanceMeta, stored: StoredFile, series_pk: int) -> dic
         "bits_allocated": v.get("BitsAllocated"),
         "bits_stored": v.get("BitsStored"),
         "photometric_interpretation": v.get("PhotometricInterpretation"),
-        "pixel_spacing": spacing[:64] if spacing else None,
+        "pixel_spacing": spacing,
         "slice_thickness": v.get("SliceThickness"),
         "kvp": v.get("KVP"),
         "burned_in_annotation": v.get("BurnedInAnnotation"),
@@ -184,7 +221,7 @@ def index_instances(session: Session, items: list[tuple[InstanceMeta, StoredFile
         series = _series(session, meta, cache)
         if series.id is None:
             session.flush()
-        rows.append(_instance_row(meta, stored, series.id))
+        rows.append(fit(Instance, _instance_row(meta, stored, series.id)))
     if rows:
         session.execute(insert(Instance), rows)
     return len(rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -121,6 +123,10 @@ def _one(source: Source, intake: Intake, summary: IngestSummary) -> None:
         raw = source.read()
     except OSError as exc:
         summary.rejected[f"unreadable file: {exc.strerror or type(exc).__name__}"] += 1
+        return
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        # a damaged zip member (bad CRC, corrupt deflate stream, unsupported method)
+        summary.rejected[f"unreadable zip member ({type(exc).__name__})"] += 1
         return
     if not raw:
         summary.skipped["empty file"] += 1

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from radpilot.core.events import STUDY_INDEXED, EventBus
 from radpilot.core.logging import ref
-from radpilot.dicom.index import StoredFile, index_instances
+from radpilot.dicom.index import StoredFile, fit, index_instances
 from radpilot.dicom.reading import (
     InstanceMeta,
     InvalidInstanceError,
@@ -217,6 +217,10 @@ class Intake:
             result, job = self._reject(receipt, Status.OUT_OF_RESOURCES, reason), None
         except InvalidInstanceError as exc:
             result, job = self._reject(receipt, exc.status, exc.reason), None
+        except Exception as exc:
+            log.exception("unexpected error while accepting a %s object", arrival.source)
+            reason = f"processing failure ({type(exc).__name__}); see the radpilot log"
+            result, job = self._reject(receipt, Status.PROCESSING_FAILURE, reason), None
         receipt.status = result.status
         self._enqueue(job or _Job(receipt))
         return result
@@ -410,7 +414,7 @@ _RECEIPT_FIELDS = (
 
 
 def _receipt_row(receipt: Receipt) -> dict[str, Any]:
-    return {name: getattr(receipt, name) for name in _RECEIPT_FIELDS}
+    return fit(Receipt, {name: getattr(receipt, name) for name in _RECEIPT_FIELDS})
 
 
 def _check_request(arrival: Arrival, meta: InstanceMeta) -> None:

@@ -9,6 +9,7 @@ a C-STORE SCP should answer.
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
@@ -73,45 +74,56 @@ def parse_bytes(data: bytes) -> Dataset:
         # pydicom reads every element header and length here (raising on a malformed
         # structure); values are converted lazily, only those radpilot reads.
         ds = pydicom.dcmread(BytesIO(data))
-        _check_complete(ds)
     except InvalidDicomError as exc:
         raise InvalidInstanceError(f"not a DICOM file: {exc}") from exc
-    except (EOFError, OSError) as exc:
-        raise InvalidInstanceError(f"truncated DICOM data: {exc}") from exc
-    except (
-        ValueError,
-        TypeError,
-        KeyError,
-        IndexError,
-        OverflowError,
-        NotImplementedError,
-        AttributeError,
-        MemoryError,
-    ) as exc:
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InvalidInstanceError(f"truncated or corrupt DICOM data: {exc}") from exc
+    except Exception as exc:
+        # Whatever pydicom raises on hostile bytes (ValueError, struct.error, KeyError,
+        # MemoryError, ...) means the same to the sender: cannot understand.
         raise InvalidInstanceError(f"malformed DICOM data: {type(exc).__name__}: {exc}") from exc
+    _check_complete(ds, data)
     return ds
 
 
 _UNDEFINED = 0xFFFFFFFF
 
 
-def _check_complete(ds: Dataset) -> None:
-    """Reject values shorter than their declared length.
+_PIXEL_DATA = 0x7FE00010
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 
-    pydicom reads ``length`` bytes and keeps what it got when the data ends early, so a
-    truncated file (or a lying length field) would otherwise pass as a short value.
+
+def _check_complete(ds: Dataset, data: bytes) -> None:
+    """Reject data sets that pydicom read without complaint although they are cut short.
+
+    pydicom keeps a short value when the data ends early, stops quietly at a partial
+    element header, and accepts encapsulated pixel data without its closing delimiter.
     Elements still in raw form are checked without converting their values.
+
+    Raises
+    ------
+    InvalidInstanceError
+        If a value is shorter than its declared length, or encapsulated pixel data
+        lacks its sequence delimiter.
     """
+    deflated = ds.file_meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian
     for tag in ds.keys():  # noqa: SIM118 - iterating a Dataset converts every element
         raw = ds.get_item(tag)
-        if not isinstance(raw, RawDataElement) or raw.length == _UNDEFINED:
+        if not isinstance(raw, RawDataElement):
             continue
         got = len(raw.value) if raw.value is not None else 0
-        if got < raw.length:
-            raise InvalidInstanceError(
-                f"truncated DICOM data: element {Tag(tag)} declares {raw.length} bytes, "
-                f"{got} present"
-            )
+        if raw.length != _UNDEFINED:
+            if got < raw.length:
+                raise InvalidInstanceError(
+                    f"truncated DICOM data: element {Tag(tag)} declares {raw.length} "
+                    f"bytes, {got} present"
+                )
+        elif tag == _PIXEL_DATA and not deflated:
+            end = raw.value_tell + got
+            if data[end : end + 8] != _SEQUENCE_DELIMITER:
+                raise InvalidInstanceError(
+                    "truncated DICOM data: encapsulated pixel data has no sequence delimiter"
+                )
 
 
 def _uid(ds: Dataset, keyword: str) -> str:
@@ -315,9 +327,25 @@ def check_pixel_data(ds: Dataset, meta: InstanceMeta) -> None:
     InvalidInstanceError
         If the pixel data is truncated.
     """
-    if "PixelData" not in ds:
-        return
     tsyntax = UID(meta.transfer_syntax_uid)
+    if "PixelData" not in ds:
+        if (
+            "Rows" in ds
+            and "Columns" in ds
+            and not ("FloatPixelData" in ds or "DoubleFloatPixelData" in ds)
+        ):
+            raise InvalidInstanceError(
+                "image attributes (Rows, Columns) without pixel data: the data set is "
+                "probably truncated"
+            )
+        return
+    raw = ds.get_item(_PIXEL_DATA)
+    length = raw.length if isinstance(raw, RawDataElement) else None
+    if tsyntax.is_transfer_syntax and tsyntax.is_encapsulated and length != _UNDEFINED:
+        raise InvalidInstanceError(
+            f"pixel data is not encapsulated although the transfer syntax "
+            f"({tsyntax.name}) is compressed"
+        )
     if not tsyntax.is_transfer_syntax or tsyntax.is_compressed:
         return  # encapsulated or unknown encoding: the codec checks it when decoding
     try:
