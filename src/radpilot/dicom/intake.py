@@ -183,7 +183,7 @@ class Intake:
             try:
                 meta = extract_meta(parse_bytes(data))
             except InvalidInstanceError as exc:
-                log.error("pending file %s cannot be indexed: %s", path.name, exc.reason)
+                log.error("pending file %s cannot be indexed: %s", ref(path.stem), exc.reason)
                 continue
             rel = self.archive.relative_path(meta.sop_instance_uid)
             stored = StoredFile(rel, _sha256(data), len(data), "recovered")
