@@ -108,7 +108,7 @@ def _check_complete(ds: Dataset, data: bytes) -> None:
     """
     deflated = ds.file_meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian
     for tag in ds.keys():  # noqa: SIM118 - iterating a Dataset converts every element
-        raw = ds.get_item(tag)
+        raw = ds.get_item(tag, keep_deferred=True)
         if not isinstance(raw, RawDataElement):
             continue
         got = len(raw.value) if raw.value is not None else 0
@@ -339,7 +339,7 @@ def check_pixel_data(ds: Dataset, meta: InstanceMeta) -> None:
                 "probably truncated"
             )
         return
-    raw = ds.get_item(_PIXEL_DATA)
+    raw = ds.get_item(_PIXEL_DATA, keep_deferred=True)
     length = raw.length if isinstance(raw, RawDataElement) else None
     if tsyntax.is_transfer_syntax and tsyntax.is_encapsulated and length != _UNDEFINED:
         raise InvalidInstanceError(
