@@ -804,11 +804,4 @@ class KnownBug:
 
 #: The fuzz tests run these kinds separately as strict xfails (and leave the crashing ones
 #: out of the main runs); delete an entry once its bug is fixed.
-KNOWN_BUGS: dict[str, KnownBug] = {
-    "truncate_in_element_header": KnownBug(
-        "pydicom stops silently at a partial element header (< 8 bytes left), so a data "
-        "set cut there is accepted without the elements that followed (reading.py rejects "
-        "it only when Rows and Columns survived the cut)",
-        crashes=False,
-    ),
-}
+KNOWN_BUGS: dict[str, KnownBug] = {}

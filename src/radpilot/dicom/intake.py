@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from sqlalchemy import insert
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from radpilot.core.events import STUDY_INDEXED, EventBus
 from radpilot.core.logging import ref
@@ -353,23 +353,15 @@ class Intake:
                 self._index_batch(batch)
 
     def _index_batch(self, batch: list[_Job]) -> None:
-        for attempt in range(1, 6):
-            try:
-                self._commit(batch)
-                break
-            except SQLAlchemyError as exc:
-                if attempt == 5:
-                    # The files stay linked in pending/ and are indexed at the next start.
-                    log.error(
-                        "indexing %d instance(s) failed for good: %s",
-                        len(batch),
-                        type(exc).__name__,
-                    )
-                    self.counters.add("index_failures", len(batch))
-                    break
-                log.warning("indexing failed (%s), retry %d", type(exc).__name__, attempt)
-                time.sleep(0.2 * 2**attempt)
-        for job in batch:
+        indexed = self._commit_with_retry(batch)
+        if not indexed and len(batch) > 1:
+            # A permanent error in one row must not keep the others out of the index.
+            indexed = [job for job in batch if self._commit_with_retry([job])]
+        failed = len(batch) - len(indexed)
+        if failed:
+            # The files stay linked in pending/ and are tried again at the next start.
+            self.counters.add("index_failures", failed)
+        for job in indexed:
             if job.stored is not None and job.meta is not None:
                 self.bus.publish(
                     STUDY_INDEXED,
@@ -380,6 +372,24 @@ class Intake:
             self._unfinished -= len(batch)
             if not self._unfinished:
                 self._idle.notify_all()
+
+    def _commit_with_retry(self, batch: list[_Job]) -> list[_Job]:
+        """Commit ``batch``; retry connection-level errors with backoff.
+
+        Returns the batch when it was committed, an empty list when it was not.
+        """
+        for attempt in range(1, 6):
+            try:
+                self._commit(batch)
+                return batch
+            except OperationalError as exc:  # the database is away: wait and retry
+                log.warning("indexing failed (%s), retry %d", type(exc).__name__, attempt)
+                time.sleep(0.2 * 2**attempt)
+            except SQLAlchemyError as exc:  # the data itself is refused: do not retry
+                log.error("indexing %d instance(s) failed: %s", len(batch), type(exc).__name__)
+                return []
+        log.error("indexing %d instance(s) failed for good: database unavailable", len(batch))
+        return []
 
     def _commit(self, batch: list[_Job]) -> None:
         for job in batch:
@@ -399,6 +409,7 @@ class Intake:
         self.counters.add("indexed", len(items))
 
 
+_ORIGIN_MAX = 512  # Receipt.origin's column length
 _RECEIPT_FIELDS = (
     "at",
     "source",
@@ -414,7 +425,11 @@ _RECEIPT_FIELDS = (
 
 
 def _receipt_row(receipt: Receipt) -> dict[str, Any]:
-    return fit(Receipt, {name: getattr(receipt, name) for name in _RECEIPT_FIELDS})
+    row = {name: getattr(receipt, name) for name in _RECEIPT_FIELDS}
+    origin = row["origin"]
+    if origin is not None and len(origin) > _ORIGIN_MAX:
+        row["origin"] = "…" + origin[-(_ORIGIN_MAX - 1) :]  # the file name is at the end
+    return fit(Receipt, row)
 
 
 def _check_request(arrival: Arrival, meta: InstanceMeta) -> None:

@@ -93,6 +93,26 @@ _PIXEL_DATA = 0x7FE00010
 _SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 
 
+def _check_no_partial_header(ds: Dataset, data: bytes) -> None:
+    """Reject 1-7 bytes left after the last element: a data set cut inside a header.
+
+    pydicom stops without a word when fewer than 8 bytes remain, which would accept a
+    data set without the elements the cut removed.
+    """
+    tags = list(ds.keys())
+    if not tags:
+        return
+    raw = ds.get_item(tags[-1], keep_deferred=True)
+    if not isinstance(raw, RawDataElement) or raw.value_tell is None:
+        return
+    got = len(raw.value) if raw.value is not None else 0
+    end = raw.value_tell + (got + 8 if raw.length == _UNDEFINED else raw.length)
+    if 0 < len(data) - end < 8:
+        raise InvalidInstanceError(
+            f"truncated DICOM data: {len(data) - end} byte(s) of an element header at the end"
+        )
+
+
 def _check_complete(ds: Dataset, data: bytes) -> None:
     """Reject data sets that pydicom read without complaint although they are cut short.
 
@@ -107,6 +127,8 @@ def _check_complete(ds: Dataset, data: bytes) -> None:
         lacks its sequence delimiter.
     """
     deflated = ds.file_meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian
+    if not deflated:
+        _check_no_partial_header(ds, data)
     for tag in ds.keys():  # noqa: SIM118 - iterating a Dataset converts every element
         raw = ds.get_item(tag, keep_deferred=True)
         if not isinstance(raw, RawDataElement):
