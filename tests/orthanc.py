@@ -30,18 +30,27 @@ class Orthanc:
         self.http_port, self.dicom_port = free_port(), free_port()
         folder.mkdir(parents=True, exist_ok=True)
         config = {
-            "Name": "radpilot-test", "StorageDirectory": str(folder / "storage"),
-            "IndexDirectory": str(folder / "index"), "HttpPort": self.http_port,
-            "DicomPort": self.dicom_port, "DicomAet": "ORTHANC",
-            "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-            "DicomCheckCalledAet": False, "DicomModalities": modalities or {},
-            "HttpServerEnabled": True, "Plugins": [],
+            "Name": "radpilot-test",
+            "StorageDirectory": str(folder / "storage"),
+            "IndexDirectory": str(folder / "index"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": "ORTHANC",
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": False,
+            "DicomModalities": modalities or {},
+            "HttpServerEnabled": True,
+            "Plugins": [],
         }
         (folder / "orthanc.json").write_text(json.dumps(config))
         self.log = (folder / "orthanc.log").open("wb")
-        self.process = subprocess.Popen([binary, str(folder / "orthanc.json")],
-                                        stdout=self.log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "TCP_NODELAY": "1"})
+        self.process = subprocess.Popen(
+            [binary, str(folder / "orthanc.json")],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "TCP_NODELAY": "1"},
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -54,8 +63,9 @@ class Orthanc:
                 time.sleep(0.2)
 
     def _call(self, method: str, path: str, body: bytes | None = None) -> Any:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}",
-                                         data=body, method=method)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}{path}", data=body, method=method
+        )
         with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
             return json.loads(response.read() or b"null")
 

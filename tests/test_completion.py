@@ -39,8 +39,9 @@ def test_unannounced_studies_are_rearmed_after_restart(db: Database, tmp_path: P
 
     announced: list[str] = []
     restarted = EventBus()
-    restarted.subscribe(STUDY_COMPLETE, lambda study_instance_uid, instances:
-                        announced.append(study_instance_uid))
+    restarted.subscribe(
+        STUDY_COMPLETE, lambda study_instance_uid, instances: announced.append(study_instance_uid)
+    )
     watcher = StudyCompletionWatcher(db, restarted, quiet_seconds=0.3)
     watcher.start()
     try:
@@ -54,8 +55,9 @@ def test_unannounced_studies_are_rearmed_after_restart(db: Database, tmp_path: P
     # a quiet, announced study is not announced again at the next start...
     again: list[str] = []
     bus3 = EventBus()
-    bus3.subscribe(STUDY_COMPLETE, lambda study_instance_uid, instances:
-                   again.append(study_instance_uid))
+    bus3.subscribe(
+        STUDY_COMPLETE, lambda study_instance_uid, instances: again.append(study_instance_uid)
+    )
     watcher = StudyCompletionWatcher(db, bus3, quiet_seconds=0.2)
     watcher.start()
     time.sleep(0.8)

@@ -16,14 +16,31 @@ def test_demo_loads_examples_through_the_network(tmp_path: Path) -> None:
     examples = pydicom_data_files()
     data_dir = tmp_path / "demo"
     result = subprocess.run(
-        [RADPILOT, "--data-dir", str(data_dir), "demo", "--no-keep-running",
-         "--dicom-port", str(free_port()), "--shared-data", str(SHARED_DATA)],
-        capture_output=True, text=True, timeout=600, check=False)
+        [
+            RADPILOT,
+            "--data-dir",
+            str(data_dir),
+            "demo",
+            "--no-keep-running",
+            "--dicom-port",
+            str(free_port()),
+            "--shared-data",
+            str(SHARED_DATA),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sending" in result.stderr and "accepted" in result.stderr
     inventory = subprocess.run(
         [RADPILOT, "--data-dir", str(data_dir), "inventory", "--format", "json"],
-        capture_output=True, text=True, timeout=120, check=True)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     report = json.loads(inventory.stdout)
     # every instance arrived by C-STORE: the receipts say "dicom", not "import"
     assert report["totals"]["instances"] >= len(examples) // 2
