@@ -1,0 +1,1 @@
+"""Benchmarks of radpilot against real DICOM peers (dcmtk, Orthanc); see ``bench/README.md``."""
