@@ -39,7 +39,7 @@ demo: install
 	$(BIN)/radpilot --data-dir $(DATA_DIR) demo
 
 bench: install peers
-	$(BIN)/python -m bench.cstore
+	-$(BIN)/python -m bench.cstore
 	$(BIN)/python -m bench.bench_deid
 
 clean:

@@ -548,6 +548,15 @@ def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
             )
 
 
+def _executable(path: Path) -> Path:
+    """An absolute path: a bare name is looked up on PATH, a relative path made absolute."""
+    if len(path.parts) == 1:
+        found = shutil.which(str(path))
+        if found:
+            return Path(found)
+    return path.resolve()
+
+
 def _warm_page_cache(files: tuple[Path, ...]) -> None:
     """Read the inputs once so that no measurement pays for the first disk read."""
     for f in files:
@@ -563,14 +572,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workloads = build_workloads(data, args.sets, args.associations, args.data_dir.parent / "split")
     options = peers.ReceiverOptions(
         max_pdu=args.max_pdu,
-        radpilot=args.radpilot,
+        radpilot=_executable(args.radpilot),
         radpilot_env=dict(item.split("=", 1) for item in args.radpilot_env),
         start_timeout=args.start_timeout,
     )
     skipped: dict[str, str] = {}
     for name in args.receivers:
-        if name.startswith("radpilot") and not os.access(args.radpilot, os.X_OK):
-            skipped[name] = f"{args.radpilot} is not an executable; skipped"
+        if name.startswith("radpilot") and not os.access(options.radpilot, os.X_OK):
+            skipped[name] = f"{options.radpilot} is not an executable; skipped"
     _warm_page_cache(data.ct_files + data.dx_files)
     load = os.getloadavg()[0]
     if load > 0.5:
@@ -659,6 +668,8 @@ def _progress(done: int, total: int, rec: dict[str, Any]) -> None:
         )
         if "index_lag_s" in rec:
             line += f"; index caught up {rec['index_lag_s']:.2f} s later"
+        if "index_error" in rec:
+            line += f"; INDEX: {rec['index_error']}"
         if _disturbed(rec):
             line += f" (other processes used {rec['foreign_cpu_s']:.1f} CPU-s meanwhile)"
         if "discarded" in rec:

@@ -186,7 +186,8 @@ class ReceiverOptions:
     max_pdu: int | None = None
     """storescp ``-pdu``, Orthanc ``MaximumPduLength``, minimal pynetdicom ``--max-pdu``;
     None keeps their defaults (16384, 16384, 16382). radpilot keeps its own setting."""
-    radpilot: Path = Path(".venv/bin/radpilot")
+    radpilot: Path = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "radpilot"
+    """Made absolute before use: radpilot runs with its work dir as current directory."""
     radpilot_env: dict[str, str] = field(default_factory=dict)
     start_timeout: float = 60.0
 
@@ -499,6 +500,10 @@ class Radpilot(Receiver):
         count, why = self.inventory_instances()
         result["inventory_instances"] = count
         result["inventory_status"] = why
+        if count is not None and count != expected and "index_lag_s" in result:
+            result["index_error"] = (
+                f"pending/ is empty but the inventory counts {count} of {expected}"
+            )
         if "index_lag_s" not in result and count is not None:
             # No pending/ folder: poll the inventory instead (coarser: one CLI run per poll).
             while count is not None and count < expected:
