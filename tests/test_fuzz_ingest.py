@@ -371,3 +371,7 @@ def test_corpus_is_deterministic_and_covers_every_mutation(corpus: list[FuzzCase
     # Every case that could be stored has a SOP Instance UID of its own.
     uids = [fuzz_corpus.network_form(c).sop_instance_uid for c in corpus if c.seed]
     assert len(set(uids)) == len(uids)
+
+
+if not KNOWN_BUGS:  # no open bug to track: collect nothing rather than an empty skip
+    del test_known_bug

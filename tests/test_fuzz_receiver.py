@@ -411,3 +411,7 @@ def test_storescu_sends_what_dcmtk_can_read(
             problems.append(f"{name}: rejected as {receipt.status}: {receipt.reason}")
     problems += server_errors
     assert not problems, "\n".join(problems)
+
+
+if not BUGS:  # no open bug to track: collect nothing rather than an empty skip
+    del test_known_bug
