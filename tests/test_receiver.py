@@ -190,3 +190,53 @@ def test_study_complete_is_announced_once_quiet(service: IntakeService, tmp_path
         }
     assert dict(announced) == counts
     assert all(s.completed_at is not None for s in studies)
+
+
+def test_inventory_json_matches_what_storescu_sent(service: IntakeService, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import pydicom
+
+    files = pydicom_data_files()
+    config, sendable = dcmtk.storescu_config(files, tmp_path / "c.cfg")
+    dcmtk.storescu(service.receiver.port, sendable, config=config)
+    assert service.intake.flush(60)
+    # what was sent and accepted, read independently from the files themselves
+    with service.db.session() as session:
+        accepted = {
+            r.sop_instance_uid
+            for r in session.scalars(select(Receipt))
+            if r.outcome is ReceiptOutcome.STORED
+        }
+    expected: dict[str, set[object]] = {"modality": set(), "manufacturer": set(), "model": set()}
+    seen: set[str] = set()
+    for path in sendable:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        uid = str(ds.get("SOPInstanceUID", ""))
+        if uid not in accepted or uid in seen:
+            continue
+        seen.add(uid)
+        expected["modality"].add(ds.get("Modality") or None)
+        expected["manufacturer"].add(str(ds.get("Manufacturer") or "").strip() or None)
+        expected["model"].add(
+            (
+                str(ds.get("Manufacturer") or "").strip() or None,
+                str(ds.get("ManufacturerModelName") or "").strip() or None,
+            )
+        )
+    assert seen == accepted
+    radpilot = str(Path(sys.executable).parent / "radpilot")
+    out = subprocess.run(
+        [radpilot, "--data-dir", str(service.settings.data_dir), "inventory", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(out.stdout)
+    assert {r["modality"] for r in report["modalities"]} == expected["modality"]
+    assert {r["manufacturer"] for r in report["manufacturers"]} == expected["manufacturer"]
+    assert {(r["manufacturer"], r["model"]) for r in report["models"]} == expected["model"]
+    assert report["totals"]["instances"] == len(accepted)
