@@ -15,11 +15,10 @@ import typer
 
 from radpilot.core.errors import ConfigurationError, RadpilotError
 from radpilot.core.settings import Settings, load_settings
-from radpilot.store import Archive, Database, archive_from_settings
+from radpilot.store import Database
 
 __all__ = [
     "fail",
-    "open_archive",
     "open_database",
     "reporting_errors",
     "settings_of",
@@ -56,11 +55,6 @@ def open_database(settings: Settings) -> Database:
     db = Database(settings.effective_database_url)
     db.migrate()
     return db
-
-
-def open_archive(settings: Settings) -> Archive:
-    """The installation's archive."""
-    return archive_from_settings(settings)
 
 
 def fail(message: str) -> NoReturn:

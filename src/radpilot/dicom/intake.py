@@ -143,6 +143,7 @@ class Intake:
         self.bus = bus or EventBus()
         self.deidentifier = deidentifier
         self.quarantine_dir = quarantine_dir
+        self._quarantine_archive: Archive | None = None  # created on first use
         self.counters = IntakeCounters()
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -306,7 +307,9 @@ class Intake:
                 f"would be quarantined ({reason}) but no quarantine folder is configured",
                 Status.PROCESSING_FAILURE,
             )
-        quarantine = Archive(self.quarantine_dir, fsync=self.archive.fsync)
+        if self._quarantine_archive is None:
+            self._quarantine_archive = Archive(self.quarantine_dir, fsync=self.archive.fsync)
+        quarantine = self._quarantine_archive
         put = quarantine.put(data, meta.sop_instance_uid)
         quarantine.mark_indexed(meta.sop_instance_uid)  # quarantined files are not indexed
         receipt.outcome = ReceiptOutcome.QUARANTINED
