@@ -20,9 +20,9 @@ install: $(STAMP)
 # dcmtk and Orthanc are the independent DICOM peers of the integration tests. Installed
 # when possible (root + apt); otherwise their tests skip with the reason shown.
 peers:
-	@if command -v storescu >/dev/null && [ -x /usr/sbin/Orthanc ]; then exit 0; fi; \
+	@if command -v storescu >/dev/null && command -v dciodvfy >/dev/null && [ -x /usr/sbin/Orthanc ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc orthanc-dicomweb >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools orthanc orthanc-dicomweb >/dev/null; \
 	else echo "note: dcmtk/orthanc missing and not root: their tests will skip"; fi
 
 lint: install

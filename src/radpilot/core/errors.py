@@ -19,3 +19,19 @@ class StorageError(RadpilotError):
 
 class DuplicateInstanceError(StorageError):
     """An instance with this SOP Instance UID is already in the archive."""
+
+
+class ManifestError(ConfigurationError):
+    """A model manifest or routing rules file is invalid; the message names line and field."""
+
+
+class ModelError(RadpilotError):
+    """A model could not be loaded or its output is unusable (raised, NaN, wrong shape)."""
+
+
+class ModelTimeoutError(ModelError):
+    """A model call took longer than ``Settings.job_timeout_seconds``."""
+
+
+class DeliveryError(RadpilotError):
+    """A destination refused an object or could not be reached."""

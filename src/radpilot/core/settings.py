@@ -11,7 +11,7 @@ import ipaddress
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -25,7 +25,7 @@ from pydantic_settings import (
 
 from radpilot.core.errors import ConfigurationError
 
-__all__ = ["DeidOptions", "Settings", "load_settings"]
+__all__ = ["DeidOptions", "Destination", "Settings", "load_settings"]
 
 
 def _split_list(value: Any) -> Any:
@@ -36,6 +36,23 @@ def _split_list(value: Any) -> Any:
             return json.loads(stripped)
         return [part.strip() for part in stripped.split(",") if part.strip()]
     return value
+
+
+class Destination(BaseModel):
+    """Where results are delivered: a DICOM node (C-STORE) or a DICOMweb STOW-RS URL."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    kind: Literal["dicom", "stowrs"] = "dicom"
+    ae_title: str = Field("ANY-SCP", min_length=1, max_length=16)
+    host: str = "127.0.0.1"
+    port: int = Field(104, ge=1, le=65535)
+    url: str | None = None  # STOW-RS base URL (…/dicom-web) for kind "stowrs"
+    kinds: list[str] = Field(
+        default_factory=lambda: ["sr", "seg", "sc", "derived"],
+        description="which result objects go there",
+    )
 
 
 class Settings(BaseSettings):
@@ -78,12 +95,37 @@ class Settings(BaseSettings):
     deid_retain_device_identity: bool = False
     deid_clean_descriptors: bool = True
 
+    # models, jobs and delivery
+    routing_rules: Path | None = None  # YAML; default: <data_dir>/routing.yaml if present
+    worker_mode: Literal["embedded", "celery"] = "embedded"
+    workers: int = Field(1, ge=0)  # embedded pool size; 0: no in-process worker
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    job_max_attempts: int = Field(3, ge=1)
+    job_retry_seconds: float = Field(5.0, ge=0)  # first backoff; doubles per attempt
+    job_lease_seconds: float = Field(
+        60.0, gt=0
+    )  # a running job without heartbeat this long is re-run
+    job_timeout_seconds: float = Field(300.0, gt=0)  # one model call
+    batch_size: int = Field(8, ge=1)  # studies per batched forward pass
+    explain: bool = True  # heatmaps for classifiers
+    destinations: Annotated[list[Destination], NoDecode] = Field(default_factory=list)
+    delivery_retry_seconds: float = Field(5.0, ge=0)
+    delivery_retry_max_seconds: float = Field(300.0, gt=0)
+    http_host: str = "127.0.0.1"
+
     log_level: str = "INFO"
 
     @field_validator("allowed_calling_aets", "allowed_hosts", mode="before")
     @classmethod
     def _lists_from_env(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("destinations", mode="before")
+    @classmethod
+    def _destinations_from_env(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else []
+        return value
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -145,6 +187,21 @@ class Settings(BaseSettings):
     def reports_dir(self) -> Path:
         """Where generated reports go by default."""
         return self.data_dir / "reports"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where registered model packages are kept (one folder per name/version)."""
+        return self.data_dir / "models"
+
+    @property
+    def results_dir(self) -> Path:
+        """Where result objects (SR, SEG, key images, reports, heatmaps) are written."""
+        return self.data_dir / "results"
+
+    @property
+    def routing_rules_path(self) -> Path:
+        """The routing rules file in force."""
+        return self.routing_rules or self.data_dir / "routing.yaml"
 
     @property
     def effective_database_url(self) -> str:

@@ -1,0 +1,1 @@
+"""Model lifecycle, the hash-chained audit log, approvals and dossiers."""

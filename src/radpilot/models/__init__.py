@@ -1,0 +1,1 @@
+"""Model packages (manifest + weights), the registry, runtimes and explainability."""

@@ -1,0 +1,1 @@
+"""The FastAPI app: worklist and feedback API (and, later, pages and DICOMweb)."""
