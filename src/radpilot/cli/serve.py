@@ -1,4 +1,4 @@
-"""``radpilot serve``: the DICOM receiver with its indexer and study-complete events."""
+"""``radpilot serve``: the receiver, the jobs, delivery to PACS and the web API."""
 
 from __future__ import annotations
 
@@ -16,35 +16,58 @@ __all__ = ["serve"]
 def serve(
     ctx: typer.Context,
     dicom_port: Annotated[int | None, typer.Option(help="DICOM port [default: 11112].")] = None,
+    http_port: Annotated[int | None, typer.Option(help="HTTP port [default: 8000].")] = None,
     ae_title: Annotated[str | None, typer.Option(help="Our AE title [default: RADPILOT].")] = None,
-    host: Annotated[str | None, typer.Option(help="Address to bind [default: 0.0.0.0].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address the DICOM port binds [default: 0.0.0.0].")
+    ] = None,
+    web: Annotated[bool, typer.Option("--web/--no-web", help="Serve the HTTP API.")] = True,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Run inference jobs in this process (off: `radpilot worker` runs them).",
+        ),
+    ] = True,
 ) -> None:
-    """Receive DICOM (C-ECHO, C-STORE), archive and index it, announce complete studies.
+    """Receive DICOM, run the routed models, deliver results, serve the worklist API.
 
-    Runs until interrupted (Ctrl-C or SIGTERM), then finishes indexing what it accepted.
+    Runs until interrupted (Ctrl-C or SIGTERM), then finishes indexing what it accepted
+    and the jobs in progress; undelivered results wait in the outbox for the next start.
     """
     base = settings_of(ctx)
     overrides = {
         k: v
-        for k, v in (("dicom_port", dicom_port), ("ae_title", ae_title), ("dicom_host", host))
+        for k, v in (
+            ("dicom_port", dicom_port),
+            ("http_port", http_port),
+            ("ae_title", ae_title),
+            ("dicom_host", host),
+        )
         if v is not None
     }
     with reporting_errors():
         settings = with_overrides(base, **overrides)
-        from radpilot.pipeline.service import IntakeService
+        from radpilot.pipeline.service import Service
 
-        service = IntakeService(settings)
+        service = Service(settings, web=web, worker=worker)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         service.start()
+        where = f"; API on http://{settings.http_host}:{service.web.port}" if service.web else ""
+        jobs = (
+            "jobs via Celery"
+            if settings.worker_mode == "celery"
+            else ("jobs in-process" if service.pool else "no jobs here")
+        )
         typer.echo(
             f"radpilot: receiving DICOM as {settings.ae_title} on port "
-            f"{service.receiver.port}; data in {settings.data_dir}",
+            f"{service.receiver.port}{where}; {jobs}; data in {settings.data_dir}",
             err=True,
         )
         try:
             stop.wait()
         finally:
-            typer.echo("radpilot: stopping; finishing the index", err=True)
+            typer.echo("radpilot: stopping; finishing the index and running jobs", err=True)
             service.stop()

@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     delivery_retry_max_seconds: float = Field(300.0, gt=0)
     http_host: str = "127.0.0.1"
 
+    # web API; authentication is radpilot.web.deps.authenticate (docs/api.md)
+    api_open: bool = False  # true: a request without a token acts as the local anonymous user
+    api_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict, description="reader id -> bearer token (JSON object in the env)"
+    )
+
     log_level: str = "INFO"
 
     @field_validator("allowed_calling_aets", "allowed_hosts", mode="before")

@@ -8,6 +8,8 @@ study-complete watcher. Later stages subscribe to ``service.bus``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from radpilot.core.errors import ConfigurationError
 from radpilot.core.events import EventBus
@@ -17,7 +19,10 @@ from radpilot.dicom.scp import Receiver
 from radpilot.pipeline.completion import StudyCompletionWatcher
 from radpilot.store import Database, archive_from_settings
 
-__all__ = ["IntakeService", "build_intake"]
+if TYPE_CHECKING:
+    from radpilot.pipeline.celery_app import CelerySweeper
+
+__all__ = ["IntakeService", "Service", "build_intake"]
 
 log = logging.getLogger(__name__)
 
@@ -78,4 +83,103 @@ class IntakeService:
         self.receiver.stop()
         self.intake.stop()
         self.watcher.stop()
+        self.db.dispose()
+
+
+class Service:
+    """Everything ``radpilot serve`` runs: intake, jobs, delivery and the web API.
+
+    Parameters
+    ----------
+    settings
+        The installation's settings.
+    web
+        Serve the HTTP API (``--no-web`` turns it off).
+    worker
+        Run jobs in-process (embedded mode); off with ``--no-worker`` or when
+        ``worker_mode`` is ``celery`` (jobs are then published to the broker).
+    """
+
+    def __init__(self, settings: Settings, *, web: bool = True, worker: bool = True) -> None:
+        from radpilot.pipeline.runner import JobRunner
+        from radpilot.pipeline.worker import Dispatcher, RulesFile, WorkerPool
+        from radpilot.results.outbox import Outbox
+
+        self.settings = settings
+        self.intake_service = IntakeService(settings)
+        self.db = self.intake_service.db
+        self.bus = self.intake_service.bus
+        self.rules = RulesFile(settings.routing_rules_path)
+        self.outbox = Outbox(self.db, settings)
+        self.runner = JobRunner(self.db, settings, on_delivery=self.outbox.wake)
+        self.pool: WorkerPool | None = None
+        self.sweeper: CelerySweeper | None = None
+        if settings.worker_mode == "celery":
+            from radpilot.pipeline.celery_app import CelerySweeper, make_celery
+
+            self.sweeper = CelerySweeper(make_celery(settings), self.db, settings)
+            notify: Callable[[list[int]], None] = self.sweeper.send
+        elif worker and settings.workers > 0:
+            self.pool = WorkerPool(self.db, settings, self.runner)
+            notify = self._wake_pool
+        else:
+            notify = self._nobody  # another process runs the jobs
+        self.dispatcher = Dispatcher(self.db, settings, self.bus, self.rules, notify)
+        self.web = None
+        if web:
+            from radpilot.web.server import WebServer
+
+            self.web = WebServer(settings, self.db)
+
+    def _wake_pool(self, _job_ids: list[int]) -> None:
+        if self.pool is not None:
+            self.pool.wake()
+
+    @staticmethod
+    def _nobody(_job_ids: list[int]) -> None:
+        return None
+
+    @property
+    def receiver(self) -> Receiver:
+        """The DICOM receiver."""
+        return self.intake_service.receiver
+
+    @property
+    def intake(self) -> Intake:
+        """The intake."""
+        return self.intake_service.intake
+
+    def start(self) -> None:
+        """Start in order of dependence: storage, workers, delivery, web, then the port.
+
+        Raises
+        ------
+        OSError
+            If the DICOM or HTTP port cannot be bound.
+        """
+        self.db.migrate()
+        self.dispatcher.start()
+        if self.pool is not None:
+            self.pool.start()
+        if self.sweeper is not None:
+            self.sweeper.start()
+            self.sweeper.send(self.dispatcher.jobs.due())
+        self.outbox.start()
+        if self.web is not None:
+            self.web.start()
+        self.intake_service.start()
+
+    def stop(self) -> None:
+        """Close the ports first, then let jobs and deliveries in progress finish."""
+        self.intake_service.receiver.stop()
+        if self.web is not None:
+            self.web.stop()
+        self.intake_service.intake.stop()
+        self.intake_service.watcher.stop()
+        self.dispatcher.stop()
+        if self.pool is not None:
+            self.pool.stop()
+        if self.sweeper is not None:
+            self.sweeper.stop()
+        self.outbox.stop()
         self.db.dispose()
