@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     )  # a running job without heartbeat this long is re-run
     job_timeout_seconds: float = Field(300.0, gt=0)  # one model call
     batch_size: int = Field(8, ge=1)  # studies per batched forward pass
+    job_sweep_seconds: float = Field(30.0, gt=0)  # Celery mode: re-publish due jobs this often
     explain: bool = True  # heatmaps for classifiers
     destinations: Annotated[list[Destination], NoDecode] = Field(default_factory=list)
     delivery_retry_seconds: float = Field(5.0, ge=0)

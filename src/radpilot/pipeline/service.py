@@ -117,7 +117,9 @@ class Service:
         if settings.worker_mode == "celery":
             from radpilot.pipeline.celery_app import CelerySweeper, make_celery
 
-            self.sweeper = CelerySweeper(make_celery(settings), self.db, settings)
+            self.sweeper = CelerySweeper(
+                make_celery(settings), self.db, settings, every=settings.job_sweep_seconds
+            )
             notify: Callable[[list[int]], None] = self.sweeper.send
         elif worker and settings.workers > 0:
             self.pool = WorkerPool(self.db, settings, self.runner)
