@@ -44,9 +44,14 @@ class Orthanc:
             "Plugins": [],
         }
         (folder / "orthanc.json").write_text(json.dumps(config))
-        self.log = (folder / "orthanc.log").open("wb")
+        self.binary, self.folder = binary, folder
+        self.start()
+
+    def start(self) -> None:
+        """Start (or start again, after :meth:`stop`) on the same ports and storage."""
+        self.log = (self.folder / "orthanc.log").open("ab")
         self.process = subprocess.Popen(
-            [binary, str(folder / "orthanc.json")],
+            [self.binary, str(self.folder / "orthanc.json")],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "TCP_NODELAY": "1"},
@@ -78,7 +83,16 @@ class Orthanc:
         return self._call("POST", path, body)
 
     def stop(self) -> None:
-        """Stop the server."""
-        self.process.terminate()
-        self.process.wait(timeout=20)
+        """Stop the server (its storage stays; :meth:`start` brings it back)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
         self.log.close()
+
+    def sop_instance_uids(self) -> list[str]:
+        """The SOP Instance UID of every instance Orthanc holds (repeats would show)."""
+        uids = []
+        for instance in self.get("/instances"):
+            tags = self.get(f"/instances/{instance}/simplified-tags")
+            uids.append(str(tags["SOPInstanceUID"]))
+        return uids
