@@ -70,7 +70,7 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from radpilot.cli import deid, demo, inventory, labels, serve
+    from radpilot.cli import audit, deid, demo, inventory, labels, serve, synth, worker
     from radpilot.cli import ingest as ingest_cmd
 
     app.command("serve")(serve.serve)
@@ -78,6 +78,9 @@ def _register() -> None:
     app.command("deid")(deid.deid)
     app.command("inventory")(inventory.inventory)
     app.add_typer(labels.app, name="labels")
+    app.command("synth")(synth.synth)
+    app.command("worker")(worker.worker)
+    app.add_typer(audit.app, name="audit")
     app.command("demo")(demo.demo)
 
 
