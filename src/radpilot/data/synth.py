@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian
+from pydicom.uid import UID, DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian
 
 from radpilot.dicom.writing import IMPLEMENTATION_CLASS_UID
 
@@ -56,7 +56,8 @@ def _upsample(image: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint16]
     top = img[y0][:, x0] * (1 - wx) + img[y0][:, x1] * wx
     bottom = img[y1][:, x0] * (1 - wx) + img[y1][:, x1] * wx
     values = (top * (1 - wy) + bottom * wy) * (4095.0 / 255.0)
-    return np.clip(np.rint(values), 0, 4095).astype(np.uint16)
+    upsampled: npt.NDArray[np.uint16] = np.clip(np.rint(values), 0, 4095).astype(np.uint16)
+    return upsampled
 
 
 def radiograph(case: SynthCase, *, size: int = 512, seed: str = "radpilot") -> Dataset:
@@ -125,7 +126,7 @@ def radiograph(case: SynthCase, *, size: int = 512, seed: str = "radpilot") -> D
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     ds.file_meta = meta
     return ds
 
