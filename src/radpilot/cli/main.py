@@ -70,7 +70,18 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from radpilot.cli import audit, deid, demo, inventory, labels, serve, synth, worker
+    from radpilot.cli import (
+        audit,
+        deid,
+        demo,
+        inventory,
+        labels,
+        serve,
+        stats,
+        synth,
+        worker,
+        worklist,
+    )
     from radpilot.cli import ingest as ingest_cmd
 
     app.command("serve")(serve.serve)
@@ -81,6 +92,8 @@ def _register() -> None:
     app.command("synth")(synth.synth)
     app.command("worker")(worker.worker)
     app.add_typer(audit.app, name="audit")
+    app.command("worklist")(worklist.worklist)
+    app.add_typer(stats.app, name="stats")
     app.command("demo")(demo.demo)
 
 

@@ -142,9 +142,7 @@ def _check(request: FeedbackRequest, now: dt.datetime) -> tuple[Decision, str]:
         )
     if request.opened_at is not None:
         if request.opened_at.tzinfo is None:
-            raise InvalidFeedbackError(
-                "opened_at", "needs a time zone, e.g. 2024-05-01T08:30:00Z"
-            )
+            raise InvalidFeedbackError("opened_at", "needs a time zone, e.g. 2024-05-01T08:30:00Z")
         if request.opened_at > now + _CLOCK_SKEW:
             raise InvalidFeedbackError("opened_at", "is in the future; check the client's clock")
     return decision, reader
@@ -165,7 +163,7 @@ def _result_of(session: Session, study: Study, result_id: int | None) -> tuple[R
                 f"result {result_id} is not an AI result of study {study.id}; "
                 f"GET /api/studies/{study.id} lists its results"
             )
-        return found.tuple()
+        return found
     candidates = session.execute(
         visible.where(Result.study_pk == study.id, Result.visible.is_(True))
     ).all()
@@ -176,7 +174,7 @@ def _result_of(session: Session, study: Study, result_id: int | None) -> tuple[R
         raise InvalidFeedbackError(
             "result_id", f"study {study.id} has {len(candidates)} AI results; name one of {ids}"
         )
-    return candidates[0].tuple()
+    return candidates[0]
 
 
 def record_feedback(

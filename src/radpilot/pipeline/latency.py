@@ -34,10 +34,17 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from radpilot.pipeline.worklist import shown_job
+from radpilot.pipeline.worklist_query import shown_job
 from radpilot.pipeline.worklist_rows import as_utc
 from radpilot.store.models import Study, utcnow
-from radpilot.store.models_pipeline import Delivery, Feedback, Job, ModelVersion, Result, ResultObject
+from radpilot.store.models_pipeline import (
+    Delivery,
+    Feedback,
+    Job,
+    ModelVersion,
+    Result,
+    ResultObject,
+)
 
 __all__ = ["STAGES", "LatencyReport", "StageStats", "latency_report", "percentile"]
 
@@ -184,12 +191,12 @@ def _observations(
     result_ids = [r[6] for r in jobs if r[6] is not None]
     first: dict[int | None, tuple[dt.datetime | None, dt.datetime | None]] = {}
     if result_ids:
-        for result_pk, opened, decided in session.execute(
+        for fb_result, fb_opened, fb_decided in session.execute(
             select(Feedback.result_pk, Feedback.opened_at, Feedback.decided_at)
             .where(Feedback.result_pk.in_(result_ids))
             .order_by(Feedback.decided_at.desc(), Feedback.id.desc())
         ):
-            first[result_pk] = (opened, decided)  # the last written is the earliest
+            first[fb_result] = (fb_opened, fb_decided)  # the last one set is the earliest
 
     def utc(value: dt.datetime | None) -> dt.datetime | None:
         return None if value is None else as_utc(value)

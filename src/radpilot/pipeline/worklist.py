@@ -17,13 +17,20 @@ order; jobs of shadow models never influence the AI status.
 from __future__ import annotations
 
 import datetime as dt
-import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
+from sqlalchemy import Row, case, func, select
 from sqlalchemy.orm import Session
 
+from radpilot.pipeline.worklist_query import (
+    AiStatus,
+    PriorityTier,
+    WorklistFilter,
+    base_query,
+    filtered_query,
+    shown_job,
+)
 from radpilot.pipeline.worklist_rows import (
     FeedbackRow,
     ResultRow,
@@ -35,8 +42,7 @@ from radpilot.pipeline.worklist_rows import (
     series_of,
     series_rows,
 )
-from radpilot.store.models import Patient, Series, Study, utcnow
-from radpilot.store.models_pipeline import Feedback, Job, JobStatus, ModelState, ModelVersion, Result
+from radpilot.store.models import Patient, Study, utcnow
 
 __all__ = [
     "AiStatus",
@@ -54,52 +60,6 @@ __all__ = [
     "shown_job",
     "study_detail",
 ]
-
-MAX_LIMIT = 1000
-
-
-class AiStatus(enum.StrEnum):
-    """Where the AI stands for a study, from its (non-shadow) jobs; first match wins."""
-
-    RUNNING = "running"  # a job is running
-    PENDING = "pending"  # a job is queued (first try or waiting to retry)
-    FAILED = "failed"  # a job failed for good and none is left to run
-    DONE = "done"  # every job finished
-    NONE = "none"  # no job (no routing rule matched, or routing has not run yet)
-
-
-class PriorityTier(enum.IntEnum):
-    """The first sort key of the worklist; higher is read first."""
-
-    NO_RESULT = 0
-    RESULT = 1
-    POSITIVE = 2
-    CRITICAL = 3
-
-
-@dataclass(frozen=True)
-class WorklistFilter:
-    """What to show: every field is optional; ``text`` searches description and accession.
-
-    Raises
-    ------
-    ValueError
-        If ``limit`` is outside 1..1000 or ``offset`` is negative.
-    """
-
-    modality: str | None = None
-    finding: str | None = None
-    ai_status: AiStatus | None = None
-    decided: bool | None = None
-    text: str | None = None
-    limit: int = 100
-    offset: int = 0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, not {self.limit}")
-        if self.offset < 0:
-            raise ValueError(f"offset must be 0 or more, not {self.offset}")
 
 
 @dataclass(frozen=True)
@@ -139,123 +99,6 @@ class WorklistPage:
     rows: list[WorklistRow] = field(default_factory=list)
 
 
-def shown_job() -> ColumnElement[bool]:
-    """Jobs whose outcome a radiologist may see: the job's result is visible, or it has no
-    result yet and its model version is not in shadow.
-
-    Use with ``Job`` joined to ``ModelVersion`` and outer-joined to ``Result``.
-    """
-    return or_(
-        Result.visible.is_(True),
-        and_(Result.id.is_(None), ModelVersion.state != ModelState.SHADOW),
-    )
-
-
-def _summaries() -> tuple[
-    Select[int, int, int, float | None, int], Select[int, int, int, int, int]
-]:
-    crit = case((and_(Result.critical.is_(True), Result.positive.is_(True)), 1), else_=0)
-    pos = case((Result.positive.is_(True), 1), else_=0)
-    results = (
-        select(
-            Result.study_pk.label("study_pk"),
-            func.max(crit).label("critical"),
-            func.max(pos).label("positive"),
-            func.max(Result.score).label("max_score"),
-            func.count(Result.id).label("n"),
-        )
-        .where(Result.visible.is_(True))
-        .group_by(Result.study_pk)
-    )
-
-    def count(status: JobStatus) -> ColumnElement[int]:
-        return func.sum(case((Job.status == status, 1), else_=0))
-
-    jobs = (
-        select(
-            Job.study_pk.label("study_pk"),
-            count(JobStatus.RUNNING).label("running"),
-            count(JobStatus.QUEUED).label("queued"),
-            count(JobStatus.FAILED).label("failed"),
-            count(JobStatus.DONE).label("done"),
-        )
-        .join(ModelVersion, Job.model_version_pk == ModelVersion.id)
-        .outerjoin(Result, Result.job_pk == Job.id)
-        .where(shown_job())
-        .group_by(Job.study_pk)
-    )
-    return results, jobs
-
-
-def _base() -> tuple[Select[Study, Patient, int, float | None, str], ColumnElement[bool]]:
-    """Studies with their tier, top score and AI status, plus the worklist's membership
-    condition (not applied, so that one study's detail can use the same columns)."""
-    results_q, jobs_q = _summaries()
-    res = results_q.subquery("visible_results")
-    jobs = jobs_q.subquery("shown_jobs")
-    tier = case(
-        (res.c.critical == 1, int(PriorityTier.CRITICAL)),
-        (res.c.positive == 1, int(PriorityTier.POSITIVE)),
-        (res.c.n > 0, int(PriorityTier.RESULT)),
-        else_=int(PriorityTier.NO_RESULT),
-    ).label("tier")
-    ai = case(
-        (func.coalesce(jobs.c.running, 0) > 0, AiStatus.RUNNING.value),
-        (func.coalesce(jobs.c.queued, 0) > 0, AiStatus.PENDING.value),
-        (func.coalesce(jobs.c.failed, 0) > 0, AiStatus.FAILED.value),
-        (func.coalesce(jobs.c.done, 0) > 0, AiStatus.DONE.value),
-        else_=AiStatus.NONE.value,
-    ).label("ai_status")
-    stmt = (
-        select(Study, Patient, tier, res.c.max_score, ai)
-        .join(Patient, Study.patient_pk == Patient.id)
-        .outerjoin(res, res.c.study_pk == Study.id)
-        .outerjoin(jobs, jobs.c.study_pk == Study.id)
-    )
-    member = or_(res.c.study_pk.is_not(None), Study.completed_at.is_not(None))
-    return stmt, member
-
-
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _filtered(flt: WorklistFilter) -> Select[Study, Patient, int, float | None, str]:
-    stmt, member = _base()
-    stmt = stmt.where(member)
-    if flt.modality:
-        stmt = stmt.where(
-            exists().where(
-                Series.study_pk == Study.id,
-                func.upper(Series.modality) == flt.modality.strip().upper(),
-            )
-        )
-    if flt.finding:
-        stmt = stmt.where(
-            exists().where(
-                Result.study_pk == Study.id,
-                Result.visible.is_(True),
-                func.lower(Result.finding) == flt.finding.strip().lower(),
-            )
-        )
-    if flt.decided is not None:
-        decided = exists().where(Feedback.study_pk == Study.id)
-        stmt = stmt.where(decided if flt.decided else ~decided)
-    if flt.text and flt.text.strip():
-        pattern = _like(flt.text.strip())
-        stmt = stmt.where(
-            or_(
-                Study.study_description.ilike(pattern, escape="\\"),
-                Study.accession_number.ilike(pattern, escape="\\"),
-            )
-        )
-    if flt.ai_status is not None:
-        ai = stmt.selected_columns.ai_status
-        stmt = stmt.where(ai == AiStatus(flt.ai_status).value)
-    return stmt
-
-
 def query_worklist(
     session: Session, flt: WorklistFilter | None = None, now: dt.datetime | None = None
 ) -> WorklistPage:
@@ -272,7 +115,7 @@ def query_worklist(
     """
     flt = flt or WorklistFilter()
     now = as_utc(now) if now is not None else utcnow()
-    stmt = _filtered(flt)
+    stmt = filtered_query(flt)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     cols = stmt.selected_columns
     ordered = stmt.order_by(
@@ -283,7 +126,7 @@ def query_worklist(
         Study.id.asc(),
     )
     page = session.execute(ordered.limit(flt.limit).offset(flt.offset)).all()
-    rows = _rows(session, [r.tuple() for r in page], now)
+    rows = _rows(session, page, now)
     return WorklistPage(
         total=total, offset=flt.offset, limit=flt.limit, generated_at=now, rows=rows
     )
@@ -325,10 +168,10 @@ def study_detail(session: Session, key: int | str, now: dt.datetime | None = Non
         If no study has that id or UID.
     """
     study = find_study(session, key)
-    stmt, _member = _base()
+    stmt, _member = base_query()
     found = session.execute(stmt.where(Study.id == study.id)).one()
     now = as_utc(now) if now is not None else utcnow()
-    row = _rows(session, [found.tuple()], now, with_objects=True)[0]
+    row = _rows(session, [found], now, with_objects=True)[0]
     return StudyDetail(
         row=row,
         series=tuple(series_rows(session, study.id)),
@@ -336,7 +179,7 @@ def study_detail(session: Session, key: int | str, now: dt.datetime | None = Non
     )
 
 
-_Page = list[tuple[Study, Patient, int, float | None, str]]
+_Page = Sequence[Row[Study, Patient, int, float | None, str]]
 
 
 def _rows(
