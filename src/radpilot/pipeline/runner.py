@@ -232,7 +232,7 @@ class JobRunner:
             manufacturer=str(version.manifest.get("manufacturer", "radpilot")),
             task=version.task,
             operating_point=(prediction.headline.operating_point if prediction.headline else None),
-            result_key=f"{work.study.study_instance_uid}|{version.id}|{work.source_key}",
+            result_key=f"{work.study.study_instance_uid}/{version.id}/{work.source_key}",
         )
         folder = self.settings.results_dir / version.name / version.version / work.source_key[:32]
         t0 = time.perf_counter()
