@@ -226,10 +226,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 storescu(inst.dicom_port, [path])
                 inst.wait_delivered({uid}, 120)
                 run_record["latency"].append(inst.stages(uid))
-                print(
-                    f"w{workers} latency {uid[-6:]}: {run_record['latency'][-1]['end to end']:.3f} s",
-                    file=sys.stderr,
-                )
+                took = run_record["latency"][-1]["end to end"]
+                print(f"w{workers} latency {uid[-6:]}: {took:.3f} s", file=sys.stderr)
             if args.ct:
                 ct_uid = str(pydicom.dcmread(ct_files[0], stop_before_pixels=True).StudyInstanceUID)
                 storescu(inst.dicom_port, ct_files)
@@ -254,7 +252,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def summarise(record: dict[str, Any]) -> str:
     fwd = record["bare_forward_dx"]
     lines = [
-        f"bare DenseNet-121 forward, 1 radiograph: p50 {_pct(fwd, 50) * 1000:.0f} ms, p95 {_pct(fwd, 95) * 1000:.0f} ms",
+        f"bare DenseNet-121 forward, 1 radiograph: p50 {_pct(fwd, 50) * 1000:.0f} ms, "
+        f"p95 {_pct(fwd, 95) * 1000:.0f} ms",
         "",
         "| workers | radiograph end to end p50 / p95 (s) | after the 1 s quiet window "
         "p50 / p95 (s) | model call p50 (s) | overhead vs bare forward (after quiet window, "
