@@ -83,12 +83,14 @@ def _register() -> None:
         worklist,
     )
     from radpilot.cli import ingest as ingest_cmd
+    from radpilot.cli import models as models_cli
 
     app.command("serve")(serve.serve)
     app.command("ingest")(ingest_cmd.ingest)
     app.command("deid")(deid.deid)
     app.command("inventory")(inventory.inventory)
     app.add_typer(labels.app, name="labels")
+    app.add_typer(models_cli.app, name="models")
     app.command("synth")(synth.synth)
     app.command("worker")(worker.worker)
     app.add_typer(audit.app, name="audit")

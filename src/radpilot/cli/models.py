@@ -1,0 +1,221 @@
+"""``radpilot models add|list|show|set-state``: the model registry from the command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import getpass
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from radpilot.cli.context import fail, open_database, reporting_errors, settings_of
+from radpilot.models.registry import Registry, parse_label
+from radpilot.store.models_pipeline import AuditEntry, ModelState, ModelVersion
+
+__all__ = ["add_command", "app", "list_command", "set_state_command", "show_command"]
+
+app = typer.Typer(
+    help="Model packages: register them, list and show them, move them through their "
+    "lifecycle (registered, shadow, active, retired).",
+    no_args_is_help=True,
+)
+
+
+class OutputFormat(enum.StrEnum):
+    """How a command prints what it found."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", case_sensitive=False, help="table or json.")
+]
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers
+        return "unknown"
+
+
+@contextmanager
+def _registry(ctx: typer.Context) -> Iterator[Registry]:
+    settings = settings_of(ctx)
+    with reporting_errors():
+        try:
+            db = open_database(settings)
+            try:
+                yield Registry(db, settings.models_dir)
+            finally:
+                db.dispose()
+        except SQLAlchemyError as exc:
+            fail(
+                f"the database could not be used ({type(exc).__name__}); check "
+                "RADPILOT_DATABASE_URL and that the server is reachable"
+            )
+
+
+def _when(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def _row(version: ModelVersion) -> dict[str, Any]:
+    return {
+        "name": version.name,
+        "version": version.version,
+        "task": version.task,
+        "runtime": version.runtime,
+        "use_case": version.use_case,
+        "state": version.state.value,
+        "weights_sha256": version.weights_sha256,
+        "added_by": version.added_by,
+        "added_at": _when(version.added_at),
+        "state_changed_by": version.state_changed_by,
+        "state_changed_at": _when(version.state_changed_at),
+        "package_path": version.package_path,
+    }
+
+
+def _emit(output_format: OutputFormat, data: Any, table: Callable[[], None]) -> None:
+    if output_format is OutputFormat.JSON:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        table()
+
+
+@app.command("add")
+def add_command(
+    ctx: typer.Context,
+    package: Annotated[
+        Path,
+        typer.Argument(
+            help="Package folder, or .zip / .tar.gz archive (docs/models.md).", exists=True
+        ),
+    ],
+    by: Annotated[str | None, typer.Option(help="Who adds it [default: login name].")] = None,
+    output_format: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Register a model PACKAGE (state: registered) and copy it into the data dir."""
+    with _registry(ctx) as registry:
+        known = {v.id for v in registry.list()}
+        version = registry.add(package, by or _user())
+    new = version.id not in known
+    data = {**_row(version), "new": new}
+
+    def table() -> None:
+        what = "registered" if new else "already registered (same weights)"
+        typer.echo(
+            f"{version.label} {what}: {version.task}, {version.runtime}, "
+            f"sha256 {version.weights_sha256}, state {version.state.value}"
+        )
+
+    _emit(output_format, data, table)
+
+
+@app.command("list")
+def list_command(ctx: typer.Context, output_format: FormatOption = OutputFormat.TABLE) -> None:
+    """List every registered model version with its state."""
+    with _registry(ctx) as registry:
+        versions = registry.list()
+
+    def table() -> None:
+        out = Table(title="radpilot models")
+        for column in ("model", "task", "runtime", "state", "sha256", "added", "by"):
+            out.add_column(column, overflow="fold")
+        for v in versions:
+            out.add_row(
+                Text(v.label),
+                v.task,
+                v.runtime,
+                v.state.value,
+                v.weights_sha256[:12],
+                _when(v.added_at),
+                Text(v.added_by),
+            )
+        Console().print(out)
+
+    _emit(output_format, [_row(v) for v in versions], table)
+
+
+@app.command("show")
+def show_command(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="NAME or NAME:VERSION (default: newest).")],
+    output_format: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Show one model version: registry row, manifest and lifecycle history."""
+    name, version_name = parse_label(model)
+    with _registry(ctx) as registry:
+        version = registry.get(name, version_name)
+        with registry.db.session() as session:
+            entries = session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.subject == version.label, AuditEntry.kind.like("model.%"))
+                .order_by(AuditEntry.seq)
+            ).all()
+            history = [
+                {"at": _when(e.at), "kind": e.kind, "actor": e.actor, **e.payload} for e in entries
+            ]
+    data = {**_row(version), "manifest": version.manifest, "history": history}
+
+    def table() -> None:
+        out = Table(title=version.label, show_header=False)
+        out.add_column("field")
+        out.add_column("value", overflow="fold")
+        for key, value in _row(version).items():
+            out.add_row(key, Text(str(value)))
+        manifest = version.manifest
+        out.add_row("intended use", Text(str(manifest.get("intended_use", ""))))
+        out.add_row("labels", Text(", ".join(manifest.get("output", {}).get("labels", []))))
+        for item in history:
+            change = f"{item.get('from', '')} -> {item.get('to', '')}" if "to" in item else ""
+            reason = f" ({item['reason']})" if item.get("reason") else ""
+            out.add_row(
+                str(item["at"]), Text(f"{item['kind']} by {item['actor']} {change}{reason}")
+            )
+        Console().print(out)
+
+    _emit(output_format, data, table)
+
+
+@app.command("set-state")
+def set_state_command(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="NAME:VERSION.")],
+    state: Annotated[ModelState, typer.Argument(case_sensitive=False, help="The new state.")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit log).")] = None,
+    by: Annotated[str | None, typer.Option(help="Who decides [default: login name].")] = None,
+    output_format: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Move NAME:VERSION to STATE: shadow runs unseen, active runs and delivers,
+    retired never runs again (and is final)."""
+    name, version_name = parse_label(model)
+    if version_name is None:
+        raise typer.BadParameter("name the version: NAME:VERSION", param_hint="MODEL")
+    with _registry(ctx) as registry:
+        before = registry.get(name, version_name).state
+        version = registry.set_state(name, version_name, state, by or _user(), reason)
+    data = {**_row(version), "previous_state": before.value}
+
+    def table() -> None:
+        if before is version.state:
+            typer.echo(f"{version.label} is already {version.state.value}")
+        else:
+            typer.echo(f"{version.label}: {before.value} -> {version.state.value}")
+
+    _emit(output_format, data, table)

@@ -1,0 +1,175 @@
+"""Heatmaps that show where a 2D classifier looked, over the key image.
+
+Two methods, chosen by what the runtime gives (``docs/models.md`` explains why):
+
+- **Grad-CAM** (MONAI's :class:`monai.visualize.GradCAM`) where the runtime holds a plain
+  ``torch.nn.Module`` (MONAI bundles), on the last convolution the network executes. MONAI
+  attaches its hooks to the module for good, so it works on a private copy of the
+  network, one explanation at a time, and never disturbs the copy that predicts.
+- **Occlusion** everywhere else (TorchScript modules refuse hooks; ONNX has no module):
+  the image is cut into a coarse grid of cells, each cell is replaced by the image mean,
+  and all occluded copies go through the runtime's own forward in a few batched calls.
+  The drop of the label's score per cell, smoothed to the image size, is the heatmap.
+
+Either way the map is brought back to the key image's own pixel grid (undoing resize and
+letterbox) and scaled to [0, 1].
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F  # noqa: N812 - the name every torch user knows
+
+from radpilot.core.errors import ModelError
+from radpilot.models.geometry import to_source
+from radpilot.models.manifest import Activation
+from radpilot.models.postprocess import activate
+from radpilot.models.preprocess import Sample
+from radpilot.models.runtimes import Network
+
+__all__ = ["Explainer", "occlusion_map"]
+
+log = logging.getLogger(__name__)
+
+GRID = 8  # occlusion cells per axis: 64 occluded copies + 1
+CHUNK = GRID * GRID + 1  # the whole occlusion batch goes through in one forward call
+
+
+def _unit(heat: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    heat = np.nan_to_num(np.clip(heat, 0.0, None), nan=0.0, posinf=0.0)
+    top = float(heat.max()) if heat.size else 0.0
+    return (heat / top if top > 0 else np.zeros_like(heat)).astype(np.float32)
+
+
+def occlusion_map(
+    network: Network,
+    array: npt.NDArray[np.float32],
+    label_index: int,
+    activation: Activation,
+    grid: int = GRID,
+) -> npt.NDArray[np.float32]:
+    """Occlusion sensitivity of one 2D input ``(C, H, W)`` for one label.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` float32 in [0, 1]: how much hiding each region lowers the score.
+    """
+    _, height, width = array.shape
+    cells_y, cells_x = min(grid, height), min(grid, width)
+    ys = np.linspace(0, height, cells_y + 1).round().astype(int)
+    xs = np.linspace(0, width, cells_x + 1).round().astype(int)
+    fill = array.mean(axis=(1, 2), keepdims=True)
+    copies = [array]
+    for i in range(cells_y):
+        for j in range(cells_x):
+            occluded = array.copy()
+            occluded[:, ys[i] : ys[i + 1], xs[j] : xs[j + 1]] = fill
+            copies.append(occluded)
+    batch = np.stack(copies).astype(np.float32)
+    outputs = [network.forward(batch[s : s + CHUNK]) for s in range(0, len(batch), CHUNK)]
+    scores = activate(np.concatenate(outputs), activation)[:, label_index]
+    drop = (scores[0] - scores[1:]).reshape(1, 1, cells_y, cells_x).astype(np.float32)
+    smooth = F.interpolate(
+        torch.from_numpy(drop), size=(height, width), mode="bilinear", align_corners=False
+    )
+    return _unit(smooth[0, 0].numpy())
+
+
+def _last_conv(module: torch.nn.Module, array: npt.NDArray[np.float32]) -> str | None:
+    """The name of the last 2D convolution the network executes on ``array``."""
+    order: list[str] = []
+    handles = [
+        layer.register_forward_hook(lambda *_, name=name: order.append(name))
+        for name, layer in module.named_modules()
+        if isinstance(layer, torch.nn.Conv2d)
+    ]
+    try:
+        with torch.inference_mode():
+            module(torch.from_numpy(array[None]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order[-1] if order else None
+
+
+def _as_is(x: Any) -> Any:
+    return x
+
+
+class Explainer:
+    """Heatmaps for one loaded 2D classifier (thread-safe; one map at a time)."""
+
+    def __init__(self, network: Network, activation: Activation) -> None:
+        self.network = network
+        self.activation = activation
+        module = network.module
+        self._module = None if isinstance(module, torch.jit.ScriptModule) else module
+        self._cam: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def method(self) -> str:
+        """``gradcam`` or ``occlusion``: what the last (or next) heatmap uses."""
+        return "gradcam" if self._module is not None else "occlusion"
+
+    def _gradcam(
+        self, module: torch.nn.Module, array: npt.NDArray[np.float32], label_index: int
+    ) -> npt.NDArray[np.float32] | None:
+        from monai.visualize.class_activation_maps import GradCAM
+
+        if self._cam is None:
+            private = copy.deepcopy(module)
+            layer = _last_conv(private, array)
+            if layer is None:
+                self._module = None  # no convolution to look at: occlusion from now on
+                return None
+            self._cam = GradCAM(private, target_layers=layer, postprocessing=_as_is)
+        # The input requires grad so that a hooked first layer has an input with a gradient
+        # (else torch warns that its full backward hook sees only the outputs).
+        image = torch.from_numpy(array[None].copy()).requires_grad_(True)
+        with torch.enable_grad():
+            cam = self._cam(image, class_idx=label_index)
+        return _unit(cam[0, 0].detach().numpy().astype(np.float32))
+
+    def heatmap(self, sample: Sample, label_index: int) -> npt.NDArray[np.float32]:
+        """The heatmap of ``label_index`` over ``sample``'s source image.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(rows, cols)`` of the source image, float32 in [0, 1].
+
+        Raises
+        ------
+        ModelError
+            If the network fails on the occluded copies (Grad-CAM failures fall back to
+            occlusion, with a warning in the log).
+        """
+        with self._lock:
+            heat = None
+            module = self._module
+            if module is not None:
+                try:
+                    heat = self._gradcam(module, sample.array, label_index)
+                # e.g. in-place operations that backward hooks cannot follow: logged, and
+                # occlusion explains instead
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("Grad-CAM failed (%s); using occlusion from now on", exc)
+                    self._module, self._cam = None, None
+            if heat is None:
+                try:
+                    heat = occlusion_map(self.network, sample.array, label_index, self.activation)
+                except Exception as exc:
+                    raise ModelError(
+                        f"the occlusion heatmap failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                        "run with explain off (RADPILOT_EXPLAIN=false) to skip heatmaps"
+                    ) from exc
+        return _unit(to_source(heat[None], sample.placement, mode="linear")[0])

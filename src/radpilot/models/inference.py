@@ -1,0 +1,182 @@
+"""Run a packaged model on DICOM studies: preprocess, forward, postprocess, explain.
+
+The job runner loads a model once per process (:func:`load_model`) and calls
+:meth:`LoadedModel.predict` per study, or :meth:`LoadedModel.predict_batch` when several
+studies wait for the same 2D model, so that they share one batched forward pass. Anything
+the network does wrong (raises, returns NaN, returns the wrong shape) becomes a
+:class:`ModelError` with the reason, which fails the job; timeouts are the runner's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+
+from radpilot.core.errors import ModelError
+from radpilot.models.explain import Explainer
+from radpilot.models.manifest import Manifest, Task
+from radpilot.models.package import ModelPackage
+from radpilot.models.postprocess import postprocess
+from radpilot.models.prediction import Prediction
+from radpilot.models.preprocess import Sample, prepare
+from radpilot.models.runtimes import Network, load_network
+
+__all__ = ["LoadedModel", "load_model"]
+
+log = logging.getLogger(__name__)
+
+#: Samples per forward call: 2D images, 3D volumes.
+CHUNK_2D = 64
+CHUNK_3D = 4
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason from an exception raised inside a network."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if last.startswith("builtins."):  # TorchScript: "builtins.RuntimeError: message"
+        return last.removeprefix("builtins.")[:300]
+    return f"{type(exc).__name__}: {last}"[:300] if last else type(exc).__name__
+
+
+class LoadedModel:
+    """A model ready to predict: its manifest, weights hash and network.
+
+    Safe to call from several threads at once.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        weights_sha256: str,
+        network: Network,
+        explainer: Explainer | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.weights_sha256 = weights_sha256
+        self.network = network
+        self.explainer = explainer
+
+    def _forward(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        label = self.manifest.label
+        step = CHUNK_3D if self.manifest.input.dimensions == 3 else CHUNK_2D
+        parts = []
+        for start in range(0, len(batch), step):
+            chunk = batch[start : start + step]
+            try:
+                out = self.network.forward(chunk)
+            except Exception as exc:  # any failure inside the network fails the job
+                raise ModelError(f"{label}: the network raised {_reason(exc)}") from exc
+            if out.ndim == 0 or out.shape[0] != len(chunk):
+                raise ModelError(
+                    f"{label}: the network returned shape {tuple(out.shape)} for a batch of "
+                    f"{len(chunk)}; its first axis must be the batch"
+                )
+            parts.append(out)
+        return np.concatenate(parts)
+
+    def _prepare(self, studies: Sequence[Sequence[Dataset]]) -> list[list[Sample]]:
+        prepared = []
+        for number, study in enumerate(studies, start=1):
+            try:
+                prepared.append(prepare(study, self.manifest.input))
+            except ModelError as exc:
+                where = f"study {number} of {len(studies)}: " if len(studies) > 1 else ""
+                raise ModelError(f"{self.manifest.label}: {where}{exc}") from exc
+        return prepared
+
+    def _finish(self, samples: list[Sample], raw: npt.NDArray[np.float32]) -> Prediction:
+        label = self.manifest.label
+        bad = int(np.count_nonzero(~np.isfinite(raw)))
+        if bad:
+            raise ModelError(
+                f"{label}: the network output {bad} NaN or infinite value(s) of {raw.size}; "
+                "no result is reported"
+            )
+        try:
+            prediction = postprocess(self.manifest, samples, raw)
+            if self.explainer is not None and prediction.findings:
+                key = next(s for s in samples if s.images[0] == prediction.key_image)
+                index = self.manifest.output.labels.index(prediction.findings[0].label)
+                prediction.heatmap = self.explainer.heatmap(key, index)
+            prediction.check()
+        except ModelError as exc:
+            raise ModelError(f"{label}: {exc}") from exc
+        return prediction
+
+    def predict(self, datasets: Sequence[Dataset]) -> Prediction:
+        """Analyse one study's selected instances (any order, pixel data present).
+
+        Raises
+        ------
+        ModelError
+            If the images cannot be prepared, or the network raises, returns NaN or
+            infinite values, or an output of the wrong shape.
+        """
+        return self.predict_batch([datasets])[0]
+
+    def predict_batch(self, studies: Sequence[Sequence[Dataset]]) -> list[Prediction]:
+        """Analyse several studies with one batched forward pass (in chunks of
+        :data:`CHUNK_2D` images or :data:`CHUNK_3D` volumes).
+
+        Raises
+        ------
+        ModelError
+            As :meth:`predict`, naming the study (1-based) where one is at fault; the
+            caller may then run the others one by one.
+        """
+        started = time.perf_counter()
+        prepared = self._prepare(studies)
+        sizes = [len(samples) for samples in prepared]
+        batch = np.stack([s.array for samples in prepared for s in samples])
+        raw = self._forward(batch)
+        predictions = []
+        offset = 0
+        for number, (samples, size) in enumerate(zip(prepared, sizes, strict=True), start=1):
+            try:
+                predictions.append(self._finish(samples, raw[offset : offset + size]))
+            except ModelError as exc:
+                if len(studies) == 1:
+                    raise
+                raise ModelError(f"study {number} of {len(studies)}: {exc}") from exc
+            offset += size
+        log.debug(
+            "%s: %d studies, %d samples in %.3f s",
+            self.manifest.label,
+            len(studies),
+            len(batch),
+            time.perf_counter() - started,
+        )
+        return predictions
+
+
+def load_model(
+    package: ModelPackage, *, explain: bool = True, threads: int | None = None
+) -> LoadedModel:
+    """Load ``package`` with its runtime.
+
+    Parameters
+    ----------
+    package
+        An opened package (:meth:`ModelPackage.open` or ``Registry.package_of``).
+    explain
+        Compute heatmaps for 2D classifiers.
+    threads
+        Intra-op CPU threads (ONNX Runtime per session; torch process-wide).
+
+    Raises
+    ------
+    ModelError
+        If the runtime cannot load the weights.
+    """
+    network = load_network(package, threads)
+    manifest = package.manifest
+    explainer = None
+    if explain and manifest.task is Task.CLASSIFICATION and manifest.input.dimensions == 2:
+        explainer = Explainer(network, manifest.output.activation)
+    return LoadedModel(manifest, package.weights_sha256, network, explainer)
