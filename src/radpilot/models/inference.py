@@ -90,7 +90,9 @@ class LoadedModel:
                 raise ModelError(f"{self.manifest.label}: {where}{exc}") from exc
         return prepared
 
-    def _finish(self, samples: list[Sample], raw: npt.NDArray[np.float32]) -> Prediction:
+    def _finish(
+        self, samples: list[Sample], raw: npt.NDArray[np.float32], explain: bool
+    ) -> Prediction:
         label = self.manifest.label
         bad = int(np.count_nonzero(~np.isfinite(raw)))
         if bad:
@@ -100,17 +102,49 @@ class LoadedModel:
             )
         try:
             prediction = postprocess(self.manifest, samples, raw)
-            if self.explainer is not None and prediction.findings:
-                key = next(s for s in samples if s.images[0] == prediction.key_image)
-                index = self.manifest.output.labels.index(prediction.findings[0].label)
-                prediction.heatmap = self.explainer.heatmap(key, index)
+            if explain:
+                prediction.heatmap = self._heatmap(samples, prediction)
             prediction.check()
         except ModelError as exc:
             raise ModelError(f"{label}: {exc}") from exc
         return prediction
 
-    def predict(self, datasets: Sequence[Dataset]) -> Prediction:
+    def _heatmap(
+        self, samples: list[Sample], prediction: Prediction
+    ) -> npt.NDArray[np.float32] | None:
+        headline = prediction.headline
+        if self.explainer is None or headline is None or prediction.key_image is None:
+            return None
+        key = next(s for s in samples if s.images[0] == prediction.key_image)
+        return self.explainer.heatmap(key, self.manifest.output.labels.index(headline.label))
+
+    def explain(
+        self, datasets: Sequence[Dataset], prediction: Prediction
+    ) -> npt.NDArray[np.float32] | None:
+        """The heatmap of ``prediction``'s headline finding over its key image.
+
+        For callers that deliver the findings first and the picture after
+        (``predict(..., explain=False)``). ``None`` when the model has no explainer.
+
+        Raises
+        ------
+        ModelError
+            If the images cannot be prepared or the explainer's network calls fail.
+        """
+        if self.explainer is None:
+            return None
+        try:
+            heatmap = self._heatmap(prepare(datasets, self.manifest.input), prediction)
+        except ModelError as exc:
+            raise ModelError(f"{self.manifest.label}: {exc}") from exc
+        if heatmap is not None and not np.all(np.isfinite(heatmap)):
+            raise ModelError(f"{self.manifest.label}: the heatmap holds non-finite values")
+        return heatmap
+
+    def predict(self, datasets: Sequence[Dataset], *, explain: bool = True) -> Prediction:
         """Analyse one study's selected instances (any order, pixel data present).
+
+        ``explain=False`` skips the heatmap (see :meth:`explain`).
 
         Raises
         ------
@@ -118,9 +152,11 @@ class LoadedModel:
             If the images cannot be prepared, or the network raises, returns NaN or
             infinite values, or an output of the wrong shape.
         """
-        return self.predict_batch([datasets])[0]
+        return self.predict_batch([datasets], explain=explain)[0]
 
-    def predict_batch(self, studies: Sequence[Sequence[Dataset]]) -> list[Prediction]:
+    def predict_batch(
+        self, studies: Sequence[Sequence[Dataset]], *, explain: bool = True
+    ) -> list[Prediction]:
         """Analyse several studies with one batched forward pass (in chunks of
         :data:`CHUNK_2D` images or :data:`CHUNK_3D` volumes).
 
@@ -139,7 +175,7 @@ class LoadedModel:
         offset = 0
         for number, (samples, size) in enumerate(zip(prepared, sizes, strict=True), start=1):
             try:
-                predictions.append(self._finish(samples, raw[offset : offset + size]))
+                predictions.append(self._finish(samples, raw[offset : offset + size], explain))
             except ModelError as exc:
                 if len(studies) == 1:
                     raise

@@ -25,7 +25,7 @@ from radpilot.results.context import ResultContext
 from radpilot.results.derived import build_derived_series
 from radpilot.results.keyimage import build_key_image
 from radpilot.results.report import StudyInfo, fhir_report, report_text
-from radpilot.results.seg import build_seg
+from radpilot.results.seg import build_seg, has_segments
 from radpilot.results.sr import build_sr
 
 __all__ = ["OutputFile", "write_outputs"]
@@ -97,8 +97,14 @@ def write_outputs(
     study: StudyInfo,
     data_dir: Path,
     folder: Path,
+    *,
+    phase: str = "all",
 ) -> list[OutputFile]:
-    """Build and write every object this prediction calls for.
+    """Build and write the objects of one ``phase`` of a result.
+
+    ``primary``: what triage needs at once, the SR and the report snippets.
+    ``secondary``: the pictures, which may take longer (heatmap, key image, SEG, derived
+    series). ``all``: both.
 
     Returns
     -------
@@ -112,19 +118,22 @@ def write_outputs(
     """
     writer = _Writer(data_dir, folder)
     task = Task(prediction.task)
-    writer.dicom("sr", "sr", build_sr(prediction, sources, ctx))
-    if task in (Task.CLASSIFICATION, Task.DETECTION, Task.SEGMENTATION):
-        writer.dicom("sc", "key-image", build_key_image(prediction, sources, ctx))
-    if task is Task.SEGMENTATION and any(mask.any() for mask in prediction.masks.values()):
-        writer.dicom("seg", "seg", build_seg(prediction, sources, ctx))
-    if task is Task.ENHANCEMENT:
-        for index, dataset in enumerate(build_derived_series(prediction, sources, ctx)):
-            writer.dicom("derived", f"derived-{index:05d}", dataset)
-    if prediction.heatmap is not None:
-        buffer = io.BytesIO()
-        np.save(buffer, prediction.heatmap.astype(np.float16), allow_pickle=False)
-        writer.other("heatmap", "heatmap.npy", buffer.getvalue(), "application/x-npy")
-    writer.other("text", "report.txt", report_text(prediction, ctx, study).encode(), "text/plain")
-    fhir = json.dumps(fhir_report(prediction, ctx, study), indent=2, sort_keys=True)
-    writer.other("fhir", "report.fhir.json", fhir.encode(), "application/fhir+json")
+    if phase in ("primary", "all"):
+        writer.dicom("sr", "sr", build_sr(prediction, sources, ctx))
+        text = report_text(prediction, ctx, study).encode()
+        writer.other("text", "report.txt", text, "text/plain")
+        fhir = json.dumps(fhir_report(prediction, ctx, study), indent=2, sort_keys=True)
+        writer.other("fhir", "report.fhir.json", fhir.encode(), "application/fhir+json")
+    if phase in ("secondary", "all"):
+        if prediction.heatmap is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, prediction.heatmap.astype(np.float16), allow_pickle=False)
+            writer.other("heatmap", "heatmap.npy", buffer.getvalue(), "application/x-npy")
+        if task in (Task.CLASSIFICATION, Task.DETECTION, Task.SEGMENTATION):
+            writer.dicom("sc", "key-image", build_key_image(prediction, sources, ctx))
+        if task is Task.SEGMENTATION and has_segments(prediction):
+            writer.dicom("seg", "seg", build_seg(prediction, sources, ctx))
+        if task is Task.ENHANCEMENT:
+            for index, dataset in enumerate(build_derived_series(prediction, sources, ctx)):
+                writer.dicom("derived", f"derived-{index:05d}", dataset)
     return writer.files

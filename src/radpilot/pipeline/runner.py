@@ -138,7 +138,7 @@ class JobRunner:
             started = utcnow()
             try:
                 predictions = call_with_timeout(
-                    lambda: model.predict_batch([w.sources for w in group]),
+                    lambda: model.predict_batch([w.sources for w in group], explain=False),
                     timeout * len(group),
                     f"model {version.label}",
                 )
@@ -149,7 +149,7 @@ class JobRunner:
             else:
                 ended = utcnow()
                 for work, prediction in zip(group, predictions, strict=True):
-                    self._finish(work, prediction, worker, started, ended)
+                    self._finish(model, work, prediction, worker, (started, ended), timeout)
                 return
         for work in group:
             self._run_one(model, work, worker, timeout)
@@ -159,7 +159,7 @@ class JobRunner:
         started = utcnow()
         try:
             prediction = call_with_timeout(
-                lambda: model.predict(work.sources), timeout, f"model {label}"
+                lambda: model.predict(work.sources, explain=False), timeout, f"model {label}"
             )
             prediction.check()
         except ModelError as exc:  # deterministic: the same input fails the same way
@@ -168,26 +168,45 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - a job's failure must never stop the worker
             self.jobs.fail(work.job_id, worker, f"model {label} failed: {exc!r}")
             return
-        self._finish(work, prediction, worker, started, utcnow())
+        self._finish(model, work, prediction, worker, (started, utcnow()), timeout)
 
     def _finish(
         self,
+        model: LoadedModel,
         work: _Work,
         prediction: Prediction,
         worker: str,
-        started: dt.datetime,
-        ended: dt.datetime,
+        inference: tuple[dt.datetime, dt.datetime],
+        timeout: float,
     ) -> None:
-        self.jobs.mark_inference(work.job_id, started, ended)
+        """Store the findings and send the SR first; then the heatmap and pictures."""
+        self.jobs.mark_inference(work.job_id, *inference)
         try:
-            delivered = self._store(work, prediction)
+            if self._store(work, prediction, "primary") and self.on_delivery is not None:
+                self.on_delivery()
+            self._explain(model, work, prediction, timeout)
+            if self._store(work, prediction, "secondary") and self.on_delivery is not None:
+                self.on_delivery()
         except Exception as exc:
             log.exception("job %d: storing the result failed", work.job_id)
             self.jobs.fail(work.job_id, worker, f"storing the result failed: {exc!r}")
             return
         self.jobs.complete(work.job_id, worker)
-        if delivered and self.on_delivery is not None:
-            self.on_delivery()
+
+    def _explain(
+        self, model: LoadedModel, work: _Work, prediction: Prediction, timeout: float
+    ) -> None:
+        """Add the heatmap; a failing explainer costs the picture, never the result."""
+        if model.explainer is None or prediction.heatmap is not None:
+            return
+        try:
+            prediction.heatmap = call_with_timeout(
+                lambda: model.explain(work.sources, prediction),
+                timeout,
+                f"heatmap of {work.version.label}",
+            )
+        except Exception as exc:  # noqa: BLE001 - the key image goes out without a heatmap
+            log.warning("job %d: no heatmap (%s)", work.job_id, exc)
 
     # loading and storing ---------------------------------------------------------------
     def _load(self, job_id: int) -> _Work:
@@ -222,7 +241,7 @@ class JobRunner:
         sources: list[Dataset] = [pydicom.dcmread(root / path) for path in paths]
         return _Work(job_id, version, info, source_key, sources)
 
-    def _store(self, work: _Work, prediction: Prediction) -> bool:
+    def _store(self, work: _Work, prediction: Prediction, phase: str) -> bool:
         version = work.version
         visible = version.state is ModelState.ACTIVE
         ctx = ResultContext(
@@ -237,7 +256,7 @@ class JobRunner:
         folder = self.settings.results_dir / version.name / version.version / work.source_key[:32]
         t0 = time.perf_counter()
         files = write_outputs(
-            prediction, work.sources, ctx, work.study, self.settings.data_dir, folder
+            prediction, work.sources, ctx, work.study, self.settings.data_dir, folder, phase=phase
         )
         log.debug(
             "job %d: %d object(s) written in %.3f s",
@@ -313,11 +332,12 @@ class JobRunner:
                     session.flush()
                 if visible and self.settings.destinations and out.media_type == "application/dicom":
                     queued |= bool(enqueue(session, obj, self.settings.destinations))
-        log.info(
-            "study %s: %s -> %s %.3f",
-            ref(work.study.study_instance_uid),
-            version.label,
-            headline.label if headline else "-",
-            headline.score if headline else float("nan"),
-        )
+        if phase == "primary":
+            log.info(
+                "study %s: %s -> %s %.3f",
+                ref(work.study.study_instance_uid),
+                version.label,
+                headline.label if headline else "-",
+                headline.score if headline else float("nan"),
+            )
         return queued
