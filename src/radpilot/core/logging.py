@@ -39,4 +39,9 @@ def configure_logging(level: str = "INFO") -> None:
     # PACS exports often hold patient names. radpilot reports the problems it acts on
     # itself (receipts, summaries), so pydicom's own are kept out of the logs.
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    # dicomweb-client logs failed instances with their SOP Instance UIDs; the outbox
+    # records failures itself (deliveries.last_error, audit), without identifiers.
+    logging.getLogger("dicomweb_client").setLevel(logging.CRITICAL)
+    # Celery and kombu log task arguments (job ids only) at INFO; keep their warnings.
+    logging.getLogger("celery").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\..*)?")
