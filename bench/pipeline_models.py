@@ -66,6 +66,8 @@ def build_cxr_model(folder: Path) -> Path:
             "critical_findings": ["pneumonia"],
         },
     )
+    # Grad-CAM through DenseNet's two halves (forward = class_layers(features(x))).
+    manifest["explain"] = {"feature_module": "features", "head_module": "class_layers"}
     (folder / MANIFEST_NAME).write_text(yaml.safe_dump(manifest, sort_keys=False))
     return folder
 

@@ -213,6 +213,12 @@ def load_model(
     network = load_network(package, threads)
     manifest = package.manifest
     explainer = None
-    if explain and manifest.task is Task.CLASSIFICATION and manifest.input.dimensions == 2:
-        explainer = Explainer(network, manifest.output.activation)
+    wanted = manifest.explain.method != "none"
+    if (
+        explain
+        and wanted
+        and manifest.task is Task.CLASSIFICATION
+        and manifest.input.dimensions == 2
+    ):
+        explainer = Explainer(network, manifest.output.activation, manifest.explain)
     return LoadedModel(manifest, package.weights_sha256, network, explainer)

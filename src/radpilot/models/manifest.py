@@ -21,6 +21,7 @@ __all__ = [
     "SCHEMA",
     "Activation",
     "AppliesTo",
+    "ExplainSpec",
     "InputSpec",
     "Manifest",
     "MeasurementSpec",
@@ -162,6 +163,25 @@ class OutputSpec(_Strict):
         return None
 
 
+class ExplainSpec(_Strict):
+    """How heatmaps are made for a 2D classifier (``docs/models.md``).
+
+    ``auto``: Grad-CAM where the runtime allows it (a MONAI bundle; a TorchScript model
+    that names ``feature_module`` and ``head_module``), occlusion otherwise.
+    """
+
+    method: Literal["auto", "gradcam", "occlusion", "none"] = "auto"
+    feature_module: str | None = None  # dotted submodule whose output is the feature map
+    head_module: str | None = None  # dotted submodule taking that feature map to the logits
+    occlusion_grid: int = Field(8, ge=2, le=32)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Self:
+        if (self.feature_module is None) != (self.head_module is None):
+            raise ValueError("name both feature_module and head_module, or neither")
+        return self
+
+
 class Manifest(_Strict):
     """Everything radpilot needs to know about a model package."""
 
@@ -178,6 +198,7 @@ class Manifest(_Strict):
     output: OutputSpec
     intended_use: str = Field(min_length=1)
     limitations: list[str] = Field(default_factory=list)
+    explain: ExplainSpec = Field(default_factory=ExplainSpec)
     manufacturer: str = "radpilot"
     timeout_seconds: float | None = Field(None, gt=0)  # overrides the job timeout
 
