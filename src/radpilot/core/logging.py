@@ -11,6 +11,7 @@ import hashlib
 import logging
 import sys
 import warnings
+from typing import Any
 
 __all__ = ["configure_logging", "ref"]
 
@@ -22,13 +23,30 @@ def ref(uid: str | None) -> str:
     return hashlib.sha256(uid.encode("ascii", "replace")).hexdigest()[:12]
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record.
+
+    A handler holding the stream it was created with breaks when that stream is replaced
+    and closed (a test runner capturing output, a daemon redirecting it): threads that
+    outlive the replacement would log into a closed file.
+    """
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send radpilot's log lines to stderr in one plain format.
 
     pynetdicom logs dataset contents at DEBUG level (which may include patient data), so
     its logger is capped at WARNING whatever ``level`` is.
     """
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("radpilot")
     root.handlers[:] = [handler]
