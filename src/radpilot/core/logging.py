@@ -23,7 +23,7 @@ def ref(uid: str | None) -> str:
     return hashlib.sha256(uid.encode("ascii", "replace")).hexdigest()[:12]
 
 
-class _StderrHandler(logging.StreamHandler):
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time of the record.
 
     A handler holding the stream it was created with breaks when that stream is replaced
@@ -31,7 +31,7 @@ class _StderrHandler(logging.StreamHandler):
     outlive the replacement would log into a closed file.
     """
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
