@@ -222,7 +222,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for workers in args.workers:
         inst = Installation(out / f"run-w{workers}", workers, models)
         try:
-            run_record: dict[str, Any] = {"workers": workers, "latency": []}
+            run_record: dict[str, Any] = {
+                "workers": workers,
+                "latency": [],
+                "loadavg_before": os.getloadavg(),
+            }
             for path, uid in zip(dx, uids, strict=True):
                 storescu(inst.dicom_port, [path])
                 inst.wait_delivered({uid}, 120)
@@ -249,6 +253,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             run_record["burst_seconds"] = max(done.values()) - started
         finally:
             inst.stop()
+        run_record["loadavg_after"] = os.getloadavg()
         record["runs"].append(run_record)
     return record
 
@@ -273,7 +278,7 @@ def summarise(record: dict[str, Any]) -> str:
         per_min = record["studies"] / run_record["burst_seconds"] * 60
         ct = run_record.get("ct", {}).get("end to end", float("nan"))
         lines.append(
-            f"| {run_record['workers']} | {_pct(e2e, 50):.2f} / {_pct(e2e, 95):.2f} | "
+            f"| {run_record['workers']} (load {run_record['loadavg_before'][0]:.1f}) | {_pct(e2e, 50):.2f} / {_pct(e2e, 95):.2f} | "
             f"{_pct(after, 50):.2f} / {_pct(after, 95):.2f} | {_pct(call, 50):.3f} | "
             f"{overhead * 100:.0f} % | {per_min:.0f} | {ct:.1f} |"
         )
