@@ -278,7 +278,8 @@ def summarise(record: dict[str, Any]) -> str:
         per_min = record["studies"] / run_record["burst_seconds"] * 60
         ct = run_record.get("ct", {}).get("end to end", float("nan"))
         lines.append(
-            f"| {run_record['workers']} (load {run_record['loadavg_before'][0]:.1f}) | {_pct(e2e, 50):.2f} / {_pct(e2e, 95):.2f} | "
+            f"| {run_record['workers']} (load {run_record['loadavg_before'][0]:.1f}) | "
+            f"{_pct(e2e, 50):.2f} / {_pct(e2e, 95):.2f} | "
             f"{_pct(after, 50):.2f} / {_pct(after, 95):.2f} | {_pct(call, 50):.3f} | "
             f"{overhead * 100:.0f} % | {per_min:.0f} | {ct:.1f} |"
         )
