@@ -87,3 +87,24 @@ def test_a_split_that_is_not_the_network_falls_back_to_occlusion(tmp_path: Path)
     heat = model.predict([image]).heatmap
     assert model.explainer is not None and model.explainer.method == "occlusion"
     assert heat is not None and heat[first].mean() > 3 * heat[second].mean()
+
+
+def test_a_head_starting_with_an_inplace_relu_still_gets_gradcam(tmp_path: Path) -> None:
+    """MONAI's DenseNet head begins with ReLU(inplace=True)."""
+    image, first, second = two_squares()
+    folder = split_package(tmp_path / "inplace", TOP_LEFT)
+    net = SplitNet(TOP_LEFT)
+    net.head = nn.Sequential(nn.ReLU(inplace=True), *net.head)
+    manifest = mf.manifest_dict(
+        "split",
+        "classification",
+        "torchscript",
+        "model.pt",
+        ["finding"],
+        SIZE,
+        explain={"feature_module": "features", "head_module": "head"},
+    )
+    model = load_model(ModelPackage.open(mf.package(folder, net, manifest)))
+    heat = model.predict([image]).heatmap
+    assert model.explainer is not None and model.explainer.method == "gradcam"
+    assert heat is not None and heat[first].mean() > 3 * heat[second].mean()

@@ -150,7 +150,8 @@ class SplitGradCAM:
             self._check(x)
         with torch.enable_grad():
             maps = self.features(x).detach().requires_grad_(True)
-            score = self.head(maps)[0, label_index]
+            # A clone, not the leaf: heads often start with an in-place ReLU.
+            score = self.head(maps.clone())[0, label_index]
             (grad,) = torch.autograd.grad(score, maps)
         weights = grad.mean(dim=tuple(range(2, grad.ndim)), keepdim=True)
         cam = torch.relu((weights * maps).sum(dim=1, keepdim=True)).detach()
