@@ -23,9 +23,20 @@ class Orthanc:
         Storage and index directory (a temporary folder).
     modalities
         Orthanc's ``DicomModalities``: name -> [AET, host, port].
+    extra
+        More configuration (plugins, Lua scripts), merged over the defaults.
+    running
+        Start at once (else call :meth:`start`).
     """
 
-    def __init__(self, folder: Path, modalities: dict[str, list[Any]] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        modalities: dict[str, list[Any]] | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+        running: bool = True,
+    ) -> None:
         binary = require_tool("Orthanc")
         self.http_port, self.dicom_port = free_port(), free_port()
         folder.mkdir(parents=True, exist_ok=True)
@@ -42,10 +53,12 @@ class Orthanc:
             "DicomModalities": modalities or {},
             "HttpServerEnabled": True,
             "Plugins": [],
+            **(extra or {}),
         }
         (folder / "orthanc.json").write_text(json.dumps(config))
         self.binary, self.folder = binary, folder
-        self.start()
+        if running:
+            self.start()
 
     def start(self) -> None:
         """Start (or start again, after :meth:`stop`) on the same ports and storage."""

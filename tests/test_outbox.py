@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
-import os
 import shutil
-import subprocess
 import threading
 import time
 import urllib.error
@@ -43,7 +40,7 @@ from radpilot.store.models_pipeline import (
     Result,
     ResultObject,
 )
-from tests.conftest import free_port, missing, require_tool
+from tests.conftest import free_port, missing
 from tests.orthanc import Orthanc
 
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -60,50 +57,17 @@ class Pacs(Orthanc):
     """Orthanc that keeps its ports and storage across :meth:`stop` / :meth:`start`."""
 
     def __init__(self, folder: Path, *, dicomweb: bool = False, running: bool = True) -> None:
-        self.binary = require_tool("Orthanc")
         if dicomweb and not DICOMWEB_PLUGIN.exists():
             missing(f"{DICOMWEB_PLUGIN} is missing (apt-get install -y orthanc-dicomweb)")
-        self.folder = folder
-        self.http_port, self.dicom_port = free_port(), free_port()
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "arrivals.lua").write_text(LUA)
-        config = {
+        extra = {
             "Name": "radpilot-outbox-test",
-            "StorageDirectory": str(folder / "storage"),
-            "IndexDirectory": str(folder / "index"),
-            "HttpPort": self.http_port,
-            "DicomPort": self.dicom_port,
-            "DicomAet": "ORTHANC",
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "DicomCheckCalledAet": False,
             "LuaScripts": [str(folder / "arrivals.lua")],
             "Plugins": [str(DICOMWEB_PLUGIN)] if dicomweb else [],
             "DicomWeb": {"Enable": dicomweb, "Root": "/dicom-web/"},
         }
-        (folder / "orthanc.json").write_text(json.dumps(config))
-        if running:
-            self.start()
-
-    def start(self) -> None:
-        """Start (again) on the same ports and storage."""
-        self.log = (self.folder / "orthanc.log").open("ab")
-        self.process = subprocess.Popen(
-            [self.binary, str(self.folder / "orthanc.json")],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TCP_NODELAY": "1"},
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self.get("/system")
-                return
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("Orthanc did not start") from None
-                time.sleep(0.1)
+        super().__init__(folder, extra=extra, running=running)
 
     def kill(self) -> None:
         """Stop it the hard way (a crash, a power cut): open associations break."""
