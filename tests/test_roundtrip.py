@@ -150,8 +150,10 @@ def test_round_trip_to_orthanc_worklist_feedback_audit(setup: Setup) -> None:
         sent = storescu(service.receiver.port, setup.files)
         assert sent.returncode == 0, sent.stderr
         wait_for(
-            lambda: len(delivered(setup.db)) == 4
-            and all(d.status is DeliveryStatus.DELIVERED for d in delivered(setup.db)),
+            lambda: (
+                len(delivered(setup.db)) == 4
+                and all(d.status is DeliveryStatus.DELIVERED for d in delivered(setup.db))
+            ),
             90,
             "SR and key image of both studies delivered",
         )
@@ -203,8 +205,9 @@ def test_pacs_down_during_delivery_then_everything_arrives_once(setup: Setup) ->
 
         wait_for(jobs_done, 90, "both jobs done")
         wait_for(
-            lambda: len(delivered(setup.db)) == 4
-            and all(d.attempts >= 2 for d in delivered(setup.db)),
+            lambda: (
+                len(delivered(setup.db)) == 4 and all(d.attempts >= 2 for d in delivered(setup.db))
+            ),
             30,
             "failed delivery attempts while the PACS is down",
         )
