@@ -1,11 +1,13 @@
 """Wrap real radiograph pixels as DICOM studies (demo, tests, benchmarks, stress tests).
 
 PneumoniaMNIST's images are real paediatric chest radiographs at 28 x 28; a radiograph
-study as a PACS would send it is a DX For Presentation image of some hundred pixels or
-more, 12 bits stored in 16. :func:`radiograph` upsamples the real pixels (bilinear) to
-that size and writes the header a chest radiograph carries. The result is honest about
-its origin: Manufacturer ``radpilot synth`` and the source dataset and index in
-ImageComments, never mistaken for a patient's image.
+study as a PACS would send it is a DX (or CR) image of some hundred pixels or more, 12 bits
+stored in 16. :func:`radiograph_study` upsamples the real pixels (bilinear) to that size,
+writes the header a chest radiograph carries (fixed, or drawn from
+:mod:`radpilot.data.synth_headers`), and applies the perturbations asked for
+(:mod:`radpilot.data.synth_perturb`). The result is honest about its origin: the source
+data set and index are in ImageComments and the patient name starts with ``SYNTH^``.
+CT phantoms with lesions are in :mod:`radpilot.data.synth_ct`.
 """
 
 from __future__ import annotations
@@ -19,18 +21,43 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from pydicom import Dataset
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import UID, DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian
+from pydicom.uid import ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation
 
-from radpilot.dicom.writing import IMPLEMENTATION_CLASS_UID
+from radpilot.data.synth_common import (
+    SynthKind,
+    SynthStudy,
+    Variation,
+    derivation,
+    deterministic_uid,
+    random_stream,
+    study_key,
+    write_common,
+    write_file_meta,
+)
+from radpilot.data.synth_headers import (
+    Patient,
+    StudyHeader,
+    SynthModality,
+    default_header,
+    dicom_age,
+    draw_header,
+)
+from radpilot.data.synth_image import ImageState, Photometric
+from radpilot.data.synth_perturb import apply_perturbations
 
-__all__ = ["SynthCase", "deterministic_uid", "pneumoniamnist_cases", "radiograph"]
+__all__ = [
+    "RadiographOptions",
+    "SynthCase",
+    "SynthStudy",
+    "Variation",
+    "deterministic_uid",
+    "pneumoniamnist_cases",
+    "radiograph",
+    "radiograph_study",
+]
 
-
-def deterministic_uid(*parts: object) -> str:
-    """A UID under 2.25 derived from ``parts`` (same parts, same UID)."""
-    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
-    return f"2.25.{int.from_bytes(digest[:16], 'big')}"
+_DEFAULT_SPACING_MM = 0.35  # without header variety, as earlier versions wrote
+_MAX_STORED = 4095
 
 
 @dataclass(frozen=True)
@@ -43,6 +70,28 @@ class SynthCase:
     patient_id: str
     age_years: int
     sex: str
+
+
+@dataclass(frozen=True)
+class RadiographOptions:
+    """Size and modality of a synthetic radiograph.
+
+    Raises
+    ------
+    ValueError
+        If ``modality`` is not CR or DX, or ``size`` is below 8.
+    """
+
+    size: int = 512
+    modality: SynthModality = SynthModality.DX
+
+    def __post_init__(self) -> None:
+        modality = SynthModality(self.modality)
+        if modality is SynthModality.CT:
+            raise ValueError("a radiograph is CR or DX; for CT use radpilot.data.synth_ct")
+        object.__setattr__(self, "modality", modality)
+        if self.size < 8:
+            raise ValueError(f"size must be at least 8 pixels, not {self.size}")
 
 
 def _upsample(image: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint16]:
@@ -60,75 +109,131 @@ def _upsample(image: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint16]
     return upsampled
 
 
-def radiograph(case: SynthCase, *, size: int = 512, seed: str = "radpilot") -> Dataset:
-    """A DX For Presentation chest radiograph study (one image) from ``case``.
-
-    UIDs are derived from ``seed`` and the case's source, so the same call gives the
-    same bytes.
-    """
-    key = (seed, case.source)
+def _header(
+    case: SynthCase,
+    modality: SynthModality,
+    variation: Variation,
+    seed: str,
+    key: tuple[str, ...],
+) -> StudyHeader:
+    if variation.vary_headers:
+        # drawn from (seed, source) only: a perturbed copy is the same patient and visit
+        patient_id = "SYN" + deterministic_uid(seed, case.source, "patient")[-8:]
+        rng = random_stream(seed, case.source, "header")
+        return draw_header(modality, rng, patient_id, drift=variation.drift)
     study_date = dt.date(2026, 1, 1) + dt.timedelta(days=int(deterministic_uid(*key)[-3:]) % 300)
+    birth = dt.date(study_date.year - case.age_years, 1, 1)
+    patient = Patient(case.patient_id, case.sex, birth, dicom_age(birth, study_date))
+    drift_rng = random_stream(*key, "drift")
+    return default_header(modality, patient, study_date, drift=variation.drift, rng=drift_rng)
+
+
+def radiograph_study(
+    case: SynthCase,
+    *,
+    options: RadiographOptions | None = None,
+    variation: Variation | None = None,
+    seed: str = "radpilot",
+) -> SynthStudy:
+    """A one-image chest radiograph study from ``case``, with its header and perturbations.
+
+    UIDs derive from ``seed``, the case's source and the options that differ from the
+    defaults, so the same call gives the same bytes and a variant gets its own UIDs.
+
+    Raises
+    ------
+    ValueError
+        If a perturbation value is out of range or does not apply to a radiograph.
+    """
+    options = options or RadiographOptions()
+    variation = variation or Variation()
+    modality = options.modality
+    key = study_key(seed, case.source, variation.variant(modality.value, "DX"))
+    header = _header(case, modality, variation, seed, key)
+    spacing = round(header.field_mm / options.size, 6) if header.field_mm else _DEFAULT_SPACING_MM
+    state = ImageState(
+        _upsample(case.image, options.size).astype(np.float64),
+        spacing_mm=spacing,
+        window_center=2048,
+        window_width=4096,
+    )
+    rng = random_stream(*key, "perturb")
+    state, applied = apply_perturbations(state, variation.perturbations, rng)
     ds = Dataset()
-    ds.SOPClassUID = DigitalXRayImageStorageForPresentation
+    ds.SOPClassUID = (
+        ComputedRadiographyImageStorage
+        if modality is SynthModality.CR
+        else DigitalXRayImageStorageForPresentation
+    )
     ds.SOPInstanceUID = deterministic_uid(*key, "instance")
-    ds.StudyInstanceUID = deterministic_uid(*key, "study")
-    ds.SeriesInstanceUID = deterministic_uid(*key, "series")
-    ds.FrameOfReferenceUID = deterministic_uid(*key, "frame")
-    ds.PatientName = f"SYNTH^{case.patient_id}"
-    ds.PatientID = case.patient_id
-    ds.PatientBirthDate = f"{study_date.year - case.age_years:04d}0101"
-    ds.PatientSex = case.sex
-    ds.PatientAge = f"{case.age_years:03d}Y"
-    ds.StudyDate = ds.SeriesDate = ds.ContentDate = study_date.strftime("%Y%m%d")
-    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "093000"
-    ds.AccessionNumber = deterministic_uid(*key, "accession")[-12:]
-    ds.StudyID = "1"
-    ds.StudyDescription = "XR CHEST 1 VIEW"
-    ds.ReferringPhysicianName = ""
-    ds.Modality = "DX"
-    ds.SeriesNumber = 1
+    write_common(ds, header, key, modality.value)
     ds.InstanceNumber = 1
-    ds.SeriesDescription = "CHEST PA"
-    ds.BodyPartExamined = "CHEST"
-    ds.ViewPosition = "PA"
+    ds.ViewPosition = header.protocol.view
     ds.PatientOrientation = ["L", "F"]
-    ds.Manufacturer = "radpilot synth"
-    ds.ManufacturerModelName = "pneumoniamnist-upsampled"
-    ds.InstitutionName = "radpilot demo"
     ds.ImageType = ["DERIVED", "PRIMARY"]
-    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.ImageComments = f"synthetic study from {case.source} (label {case.label})"
+    if applied:
+        ds.DerivationDescription = derivation(applied, "upsampled from 28 px")
+    ds.BurnedInAnnotation = "YES" if state.burned_in else "NO"
+    ds.KVP = f"{header.kvp:g}"
+    if header.exposure > 0:
+        ds.ExposureInuAs = round(header.exposure * 1000)
+    ds.ImagerPixelSpacing = ds.PixelSpacing = [spacing, spacing]
+    if modality is SynthModality.DX:
+        _dx_attributes(ds, state, key)
+    _pixels(ds, state)
+    write_file_meta(ds)
+    return SynthStudy(case.source, SynthKind.RADIOGRAPH, case.label, header, [ds], applied)
+
+
+_VIEWS = {"PA": ("399348003", "postero-anterior"), "AP": ("399182000", "antero-posterior")}
+
+
+def _dx_attributes(ds: Dataset, state: ImageState, key: tuple[str, ...]) -> None:
+    """Attributes of the DX Image, DX Detector and DX Anatomy Imaged modules."""
+    ds.FrameOfReferenceUID = deterministic_uid(*key, "frame")
     ds.PositionReferenceIndicator = ""
+    ds.PresentationIntentType = "FOR PRESENTATION"
     ds.ImageLaterality = "U"
     region = Dataset()
     region.CodeValue, region.CodingSchemeDesignator = "43799004", "SCT"
     region.CodeMeaning = "Chest"
     ds.AnatomicRegionSequence = [region]
+    if ds.ViewPosition in _VIEWS:
+        view = Dataset()
+        view.CodeValue, view.CodeMeaning = _VIEWS[ds.ViewPosition]
+        view.CodingSchemeDesignator = "SCT"
+        ds.ViewCodeSequence = [view]
     ds.PixelIntensityRelationship = "LIN"
-    ds.PixelIntensityRelationshipSign = 1
-    ds.PresentationLUTShape = "IDENTITY"
+    # Sign +1: lower values mean less x-ray intensity at the detector. In MONOCHROME2
+    # bone (little intensity) is bright, i.e. high values mean less intensity: -1.
+    monochrome1 = state.photometric is Photometric.MONOCHROME1
+    ds.PixelIntensityRelationshipSign = 1 if monochrome1 else -1
+    ds.PresentationLUTShape = "INVERSE" if monochrome1 else "IDENTITY"
     ds.DetectorType = ""
     ds.PositionerType = ""
     ds.AcquisitionContextSequence = []
-    ds.ImageComments = f"synthetic study from {case.source} (label {case.label})"
-    ds.BurnedInAnnotation = "NO"
-    ds.KVP = 90
-    ds.ImagerPixelSpacing = ds.PixelSpacing = [0.35, 0.35]
+
+
+def _pixels(ds: Dataset, state: ImageState) -> None:
     ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PhotometricInterpretation = state.photometric.value
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
-    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    ds.WindowCenter, ds.WindowWidth = f"{state.window_center:g}", f"{state.window_width:g}"
     ds.LossyImageCompression = "00"
-    pixels = _upsample(case.image, size)
+    pixels = np.clip(np.rint(state.pixels), 0, _MAX_STORED).astype(np.uint16)
     ds.Rows, ds.Columns = pixels.shape
     ds.PixelData = pixels.tobytes()
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-    ds.file_meta = meta
-    return ds
+
+
+def radiograph(case: SynthCase, *, size: int = 512, seed: str = "radpilot") -> Dataset:
+    """A DX For Presentation chest radiograph study (one image) from ``case``.
+
+    UIDs are derived from ``seed`` and the case's source, so the same call gives the
+    same bytes. :func:`radiograph_study` offers CR, header variety and perturbations.
+    """
+    return radiograph_study(case, options=RadiographOptions(size=size), seed=seed).datasets[0]
 
 
 def pneumoniamnist_cases(
