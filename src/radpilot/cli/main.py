@@ -79,6 +79,7 @@ def _register() -> None:
         serve,
         stats,
         synth,
+        train,
         worker,
         worklist,
     )
@@ -92,6 +93,7 @@ def _register() -> None:
     app.add_typer(labels.app, name="labels")
     app.add_typer(models_cli.app, name="models")
     app.command("synth")(synth.synth)
+    app.command("train")(train.train)
     app.command("worker")(worker.worker)
     app.add_typer(audit.app, name="audit")
     app.command("worklist")(worklist.worklist)
