@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= radpilot-data
 
-.PHONY: install peers test lint typecheck demo bench clean
+.PHONY: install peers test lint typecheck demo bench reference-model clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
@@ -37,6 +37,15 @@ test: install peers lint typecheck
 
 demo: install
 	$(BIN)/radpilot --data-dir $(DATA_DIR) demo
+
+# Trains the reference model from scratch (PneumoniaMNIST in ../shared/data, 2 threads,
+# about 5 minutes here) and replaces the committed package with the result.
+REF_RUN ?= build/reference-model
+reference-model: install
+	$(BIN)/radpilot --data-dir $(DATA_DIR) train models/reference/train.yaml --output $(REF_RUN) --overwrite
+	rm -rf models/reference/package
+	cp -r $(REF_RUN)/package models/reference/package
+	sha256sum models/reference/package/model.pt
 
 bench: install peers
 	-$(BIN)/python -m bench.cstore
