@@ -50,6 +50,7 @@ reference-model: install
 bench: install peers
 	-$(BIN)/python -m bench.cstore
 	$(BIN)/python -m bench.bench_deid
+	$(BIN)/python -m bench.bench_reference --training
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,6 +1,8 @@
-"""Training recipe for radpilot's reference model: pneumonia on chest radiographs.
+"""A plain PyTorch training loop for radpilot's reference model (pneumonia on chest
+radiographs): the recipe-screening tool, and the bare peer that ``bench.bench_reference``
+times ``radpilot train`` against (with options spelling ``models/reference/train.yaml``).
 
-Trains a small MONAI ResNet from scratch on PneumoniaMNIST (MedMNIST v2) on the CPU,
+Trains a small MONAI ResNet or DenseNet from scratch on PneumoniaMNIST (MedMNIST v2) on the CPU,
 selects the checkpoint on the official validation split's ROC AUC, chooses the operating
 threshold on the validation split (Youden's J), and only then scores the official test
 split once: ROC AUC with its DeLong 95% CI and accuracy at that threshold with its Wilson
@@ -17,7 +19,8 @@ The whole dataset is kept as one tensor and augmented per batch on the fly; MONA
 at 64 px, a third of the training step), so the random matrices are drawn for the whole
 batch at once and applied with MONAI's batched ``AffineTransform`` layer.
 
-Run from the repository root (``docs/reference-model.md`` records the chosen recipe)::
+Run from the repository root (``docs/reference-model.md`` records the chosen recipe; its
+defaults here are an earlier ResNet screening recipe)::
 
     .venv/bin/python -m bench.reference_recipe --out bench/out/reference_recipe.json
 """
@@ -50,9 +53,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cpuwatch
+from radpilot.training.metrics import Estimate, delong_auc, wilson
 
 DATA = Path("../shared/data/pneumoniamnist/pneumoniamnist.npz")
-Z95 = 1.959963984540054
 
 
 def load_split(npz: Any, split: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,40 +146,6 @@ def auc(prob: np.ndarray, y: np.ndarray) -> float:
     return float(compute_roc_auc(torch.as_tensor(prob), torch.as_tensor(y)))
 
 
-def _midrank(v: np.ndarray) -> np.ndarray:
-    order = np.argsort(v, kind="mergesort")
-    s = v[order]
-    ranks = np.empty(len(v))
-    i = 0
-    while i < len(s):
-        j = i
-        while j < len(s) and s[j] == s[i]:
-            j += 1
-        ranks[order[i:j]] = 0.5 * (i + j - 1) + 1.0  # mean of 1-based ranks i+1..j
-        i = j
-    return ranks
-
-
-def delong_ci(prob: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """AUC and its 95% CI by DeLong's method (fast midrank form, Sun & Xu 2014)."""
-    pos, neg = prob[y == 1], prob[y == 0]
-    m, n = len(pos), len(neg)
-    tx, ty, tz = _midrank(pos), _midrank(neg), _midrank(np.concatenate([pos, neg]))
-    value = tz[:m].sum() / (m * n) - (m + 1.0) / (2.0 * n)
-    v10 = (tz[:m] - tx) / n  # per positive: fraction of negatives ranked below it
-    v01 = 1.0 - (tz[m:] - ty) / m  # per negative: fraction of positives ranked above it
-    se = math.sqrt(np.var(v10, ddof=1) / m + np.var(v01, ddof=1) / n)
-    return float(value), max(0.0, value - Z95 * se), min(1.0, value + Z95 * se)
-
-
-def wilson_ci(k: int, n: int) -> tuple[float, float, float]:
-    """A proportion ``k / n`` and its Wilson score 95% CI."""
-    p = k / n
-    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
-    return p, centre - half, centre + half
-
-
 def youden_threshold(prob: np.ndarray, y: np.ndarray) -> float:
     """Threshold maximising sensitivity + specificity - 1 (positive when ``p >= t``).
 
@@ -191,16 +160,22 @@ def youden_threshold(prob: np.ndarray, y: np.ndarray) -> float:
 
 
 def operating_point(prob: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Accuracy, sensitivity and specificity at ``threshold``, each with a Wilson CI."""
+    """AUC (DeLong) and accuracy, sensitivity, specificity at ``threshold`` (Wilson CIs),
+    each ``[value, low, high]``; computed with radpilot's metrics, which are not timed."""
     pred = prob >= threshold
     tp, tn = int((pred & (y == 1)).sum()), int((~pred & (y == 0)).sum())
-    value, lo, hi = delong_ci(prob, y)
+    area = delong_auc(prob, y.astype(np.int64))
+    assert area is not None  # both classes are present in every split
+
+    def triple(e: Estimate) -> list[float]:
+        return [e.value, e.low, e.high]
+
     return {
         "n": len(y),
-        "auc": [value, lo, hi],
-        "accuracy": list(wilson_ci(tp + tn, len(y))),
-        "sensitivity": list(wilson_ci(tp, int((y == 1).sum()))),
-        "specificity": list(wilson_ci(tn, int((y == 0).sum()))),
+        "auc": triple(area),
+        "accuracy": triple(wilson(tp + tn, len(y))),
+        "sensitivity": triple(wilson(tp, int((y == 1).sum()))),
+        "specificity": triple(wilson(tn, int((y == 0).sum()))),
     }
 
 

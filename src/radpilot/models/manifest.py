@@ -30,6 +30,8 @@ __all__ = [
     "Runtime",
     "Task",
     "Window",
+    "check_model_name",
+    "check_model_version",
     "load_manifest",
     "parse_manifest",
 ]
@@ -37,6 +39,33 @@ __all__ = [
 SCHEMA = "radpilot.model/1"
 MANIFEST_NAME = "radpilot-model.yaml"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def check_model_name(value: str) -> str:
+    """``value`` if it is a valid model name (manifest and training config).
+
+    Raises
+    ------
+    ValueError
+        If it is not lower case letters, digits, '.', '_' or '-' (at most 128).
+    """
+    if not _NAME.match(value):
+        raise ValueError("a model name is lower case letters, digits, '.', '_' or '-'")
+    return value
+
+
+def check_model_version(value: str) -> str:
+    """``value`` if it is a valid model version.
+
+    Raises
+    ------
+    ValueError
+        If it is not letters, digits, '.', '_', '+' or '-', starting with a letter or digit.
+    """
+    if not _VERSION.match(value):
+        raise ValueError("a version is letters, digits, '.', '_', '+' or '-'")
+    return value
 
 
 class Task(enum.StrEnum):
@@ -207,16 +236,12 @@ class Manifest(_Strict):
     @field_validator("name")
     @classmethod
     def _name_chars(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("a model name is lower case letters, digits, '.', '_' or '-'")
-        return value
+        return check_model_name(value)
 
     @field_validator("version")
     @classmethod
     def _version_chars(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", value):
-            raise ValueError("a version is letters, digits, '.', '_', '+' or '-'")
-        return value
+        return check_model_version(value)
 
     @field_validator("weights")
     @classmethod

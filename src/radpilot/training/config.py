@@ -9,14 +9,13 @@ the section they are about, and name the key in their message.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from radpilot.core.yamlfile import load_yaml_model
-from radpilot.models.manifest import AppliesTo, Window
+from radpilot.models.manifest import AppliesTo, Window, check_model_name, check_model_version
 from radpilot.training.config_data import (
     DataConfig,
     ExistingFile,
@@ -40,7 +39,6 @@ __all__ = [
 ]
 
 TrainTask = Literal["classification", "segmentation", "detection"]
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 
 #: The validation metric each task may stop early on (the first is the default).
 METRICS: dict[str, tuple[str, ...]] = {
@@ -199,16 +197,12 @@ class TrainConfig(Strict):
     @field_validator("name")
     @classmethod
     def _name_chars(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("a model name is lower case letters, digits, '.', '_' or '-'")
-        return value
+        return check_model_name(value)
 
     @field_validator("version")
     @classmethod
     def _version_chars(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", value):
-            raise ValueError("a version is letters, digits, '.', '_', '+' or '-'")
-        return value
+        return check_model_version(value)
 
     @field_validator("data")
     @classmethod
