@@ -53,7 +53,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cpuwatch
-from radpilot.training.metrics import Estimate, delong_auc, wilson
+from radpilot.validation.stats import Estimate, delong_auc, wilson
 
 DATA = Path("../shared/data/pneumoniamnist/pneumoniamnist.npz")
 

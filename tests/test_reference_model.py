@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -24,11 +23,9 @@ from radpilot.models.inference import LoadedModel, load_model
 from radpilot.models.package import ModelPackage
 from radpilot.models.preprocess import prepare
 from radpilot.training.card import render_markdown
-from radpilot.training.metrics import delong_auc
+from radpilot.validation.stats import delong_auc
+from tests.reference_helpers import NPZ, PACKAGE, pneumonia_scores
 
-ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "models" / "reference" / "package"
-NPZ = ROOT.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
 AUC_GOAL, ACCURACY_GOAL = 0.962, 0.884
 
 needs_data = pytest.mark.skipif(not NPZ.exists(), reason=f"PneumoniaMNIST not found at {NPZ}")
@@ -42,19 +39,6 @@ def package() -> ModelPackage:
 @pytest.fixture(scope="module")
 def model(package: ModelPackage) -> LoadedModel:
     return load_model(package, threads=2)
-
-
-def pneumonia_scores(model: LoadedModel, studies: list[Dataset]) -> tuple[np.ndarray, np.ndarray]:
-    """Pneumonia score and the positive call at the default operating point, per study."""
-    scores, calls = [], []
-    for start in range(0, len(studies), 64):
-        for prediction in model.predict_batch(
-            [[ds] for ds in studies[start : start + 64]], explain=False
-        ):
-            (finding,) = [f for f in prediction.findings if f.label == "pneumonia"]
-            scores.append(finding.score)
-            calls.append(finding.positive)
-    return np.asarray(scores), np.asarray(calls)
 
 
 @needs_data

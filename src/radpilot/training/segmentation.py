@@ -20,7 +20,7 @@ from torch import nn
 
 from radpilot.models.manifest import Activation, OutputSpec
 from radpilot.training.data import Samples
-from radpilot.training.metrics import bootstrap_mean
+from radpilot.validation.stats import bootstrap_mean
 from radpilot.training.networks import build_network
 from radpilot.training.tasks import Batch, Report, Task, chunks
 

@@ -1,4 +1,4 @@
-"""Validation metrics with 95% confidence intervals, and operating points.
+"""Metrics with 95% confidence intervals, and operating points (training and validation).
 
 - ROC AUC with DeLong's CI (the fast mid-rank form of Sun and Xu, 2014): exact for the
   AUC's variance under the usual assumptions, no resampling.
@@ -64,16 +64,10 @@ def wilson(successes: int, trials: int) -> Estimate:
 
 
 def _midrank(values: Floats) -> Floats:
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    ranks = np.empty(len(values))
-    start = 0
-    while start < len(ordered):
-        stop = start
-        while stop < len(ordered) and ordered[stop] == ordered[start]:
-            stop += 1
-        ranks[order[start:stop]] = 0.5 * (start + stop - 1) + 1.0
-        start = stop
+    """1-based ranks, ties given the mean of the ranks they span."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks: Floats = ((ends - counts + 1 + ends) / 2.0)[inverse]
     return ranks
 
 
