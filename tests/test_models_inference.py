@@ -104,7 +104,14 @@ def test_detection_key_image_and_nothing_found(tmp_path: Path) -> None:
     plain = mf.image_dataset(np.full((40, 40), 300, dtype=np.uint16))
     bright = np.full((40, 40), 300, dtype=np.uint16)
     bright[5:15, 25:35] = 3000
-    marked = mf.image_dataset(bright, study_uid=plain.StudyInstanceUID, instance=2)
+    # one series, so that the images are in Instance Number order (series sort first, and
+    # two random series UIDs would order them by chance)
+    marked = mf.image_dataset(
+        bright,
+        study_uid=plain.StudyInstanceUID,
+        series_uid=plain.SeriesInstanceUID,
+        instance=2,
+    )
     detector = model(tmp_path, mf.BrightBoxDetector(), "detection", ["bright"], [40, 40])
     nothing = detector.predict([plain])
     assert nothing.boxes == [] and nothing.findings[0].score == 0.0

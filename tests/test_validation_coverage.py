@@ -72,7 +72,7 @@ def test_patient_bootstrap_covers_where_studies_of_a_patient_are_alike() -> None
         return index, rng.random(len(index)) < patient_p[index]
 
     # the truth: the share of detected studies in the population, from a very large draw
-    big_index, big_hit = draw(400_000)
+    _, big_hit = draw(400_000)
     truth = float(big_hit.mean())
     boot, naive = [], []
     for sim in range(600):

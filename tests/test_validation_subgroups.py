@@ -1,0 +1,137 @@
+"""Subgroups from a real run: the reference model on the 624 official test radiographs as
+DICOM studies with varied headers (``radpilot synth``: manufacturers, sites, sex, ages
+including children), one study in three with strong noise added. The headers are drawn
+independently of the images, the noise is not: the analysis must find the noisy group
+and no header group."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import chi2_contingency
+
+from radpilot.data.synth import RadiographOptions, pneumoniamnist_cases, radiograph_study
+from radpilot.data.synth_common import Variation
+from radpilot.data.synth_perturb import PerturbationSpec
+from radpilot.models.inference import load_model
+from radpilot.models.package import ModelPackage
+from radpilot.validation.cases import CaseTable, build_cases
+from radpilot.validation.subgroups import (
+    SubgroupOptions,
+    _holm,
+    _z_test,
+    age_band,
+    analyse_subgroups,
+    newcombe_difference,
+)
+from tests.reference_helpers import NPZ, PACKAGE, pneumonia_scores
+
+THRESHOLD = 0.513088  # the package's default (Youden) operating point
+
+
+@pytest.fixture(scope="module")
+def cases() -> CaseTable:
+    if not NPZ.exists():
+        pytest.skip(f"PneumoniaMNIST not found at {NPZ}")
+    model = load_model(ModelPackage.open(PACKAGE), explain=False, threads=2)
+    noise = (PerturbationSpec.parse("noise=400"),)
+    rows, studies = [], []
+    for i, case in enumerate(pneumoniamnist_cases(NPZ, "test")):
+        noisy = i % 3 == 0
+        variation = Variation(vary_headers=True, perturbations=noise if noisy else ())
+        study = radiograph_study(case, options=RadiographOptions(size=256), variation=variation)
+        ds = study.datasets[0]
+        studies.append(ds)
+        rows.append({
+            "case_id": study.study_instance_uid, "patient_id": str(ds.PatientID),
+            "label": case.label, "manufacturer": str(ds.Manufacturer),
+            "site": str(ds.InstitutionName), "sex": str(ds.PatientSex),
+            "age band": age_band(str(ds.PatientAge)), "noise": "yes" if noisy else "no",
+        })  # fmt: skip
+    scores, _ = pneumonia_scores(model, studies)
+    for row, score in zip(rows, scores, strict=True):
+        row["score"] = float(score)
+    return build_cases(rows)
+
+
+def test_finds_the_degraded_group_and_no_header_group(cases: CaseTable) -> None:
+    analysis = analyse_subgroups(cases, THRESHOLD)
+    attributes = analysis["attributes"]
+    assert set(attributes) == {"age band", "manufacturer", "site", "sex", "noise"}
+    noisy = attributes["noise"]["groups"]["yes"]
+    clean = attributes["noise"]["groups"]["no"]
+    assert noisy["n"] == 208 and clean["n"] == 416
+    assert noisy["sensitivity"]["differs"] and noisy["sensitivity"]["value"] < 0.9
+    assert noisy["sensitivity"]["difference_from_rest"]["high"] < 0
+    assert attributes["noise"]["equity"]["sensitivity"]["lowest"] == "yes"
+    for name in ("age band", "manufacturer", "site", "sex"):
+        for group, values in attributes[name]["groups"].items():
+            for metric in ("sensitivity", "specificity"):
+                assert not values[metric]["differs"], (name, group, metric)
+    paediatric = {"0-1 (infant)", "2-11 (child)", "12-17 (adolescent)"}
+    assert paediatric <= set(attributes["age band"]["groups"])
+    assert analysis["comparisons"] == 2 * sum(len(a["groups"]) for a in attributes.values())
+
+
+def test_group_counts_and_intervals_match_the_cases(cases: CaseTable) -> None:
+    analysis = analyse_subgroups(cases, THRESHOLD, SubgroupOptions(attributes=("site",)))
+    called = cases.scores >= THRESHOLD
+    sites = np.asarray(cases.attributes["site"])
+    pvalues, ours = [], []
+    for site, group in analysis["attributes"]["site"]["groups"].items():
+        member = sites == site
+        pos = member & (cases.labels == 1)
+        assert group["positives"] == int(pos.sum())
+        assert group["sensitivity"]["value"] == pytest.approx(called[pos].mean())
+        rest = ~member & (cases.labels == 1)
+        table = [[int(called[pos].sum()), int((~called[pos]).sum())],
+                 [int(called[rest].sum()), int((~called[rest]).sum())]]  # fmt: skip
+        # the pooled two-proportion z-test is Pearson's chi-square without correction
+        expected = chi2_contingency(table, correction=False).pvalue
+        assert group["sensitivity"]["p"] == pytest.approx(expected, rel=1e-6)
+        for metric in ("sensitivity", "specificity"):
+            pvalues.append(group[metric]["p"])
+            ours.append(group[metric]["p_holm"])
+    m = len(pvalues)
+    order = np.argsort(pvalues)
+    holm = np.maximum.accumulate(np.minimum(1, (m - np.arange(m)) * np.asarray(pvalues)[order]))
+    assert np.asarray(ours)[order] == pytest.approx(holm)
+    assert analysis["skipped"] == {}
+
+
+def test_too_few_cases_are_not_judged_and_identifiers_are_not_groups() -> None:
+    rows = [{"case_id": str(i), "score": (i % 10) / 10, "label": i % 2,
+             "site": "big" if i < 200 else "tiny", "accession": f"A{i}"}
+            for i in range(206)]  # fmt: skip
+    analysis = analyse_subgroups(build_cases(rows), 0.5)
+    tiny = analysis["attributes"]["site"]["groups"]["tiny"]
+    assert tiny["n"] == 6
+    assert not tiny["sensitivity"]["judgeable"] and not tiny["specificity"]["judgeable"]
+    assert analysis["attributes"]["site"]["equity"]["sensitivity"] is None
+    assert analysis["skipped"] == {"accession": "206 distinct value(s)"}
+
+
+def test_age_bands_read_dicom_age_strings() -> None:
+    assert [age_band(v) for v in ("006M", "001Y", "002Y", "011Y", "012Y", "017Y")] == [
+        "0-1 (infant)", "0-1 (infant)", "2-11 (child)", "2-11 (child)",
+        "12-17 (adolescent)", "12-17 (adolescent)",
+    ]  # fmt: skip
+    assert [age_band(v) for v in ("018Y", "064Y", "065Y", "080Y", "45", "", "0XXY")] == [
+        "18-39", "40-64", "65-79", "80+", "40-64", "", "",
+    ]  # fmt: skip
+    assert age_band("010D") == "0-1 (infant)" and age_band("030W") == "0-1 (infant)"
+
+
+def test_newcombe_interval_covers_the_difference() -> None:
+    rng = np.random.default_rng(5)
+    p1, p2, n1, n2 = 0.85, 0.75, 90, 140
+    hits = 0
+    for k1, k2 in zip(rng.binomial(n1, p1, 3000), rng.binomial(n2, p2, 3000), strict=True):
+        est = newcombe_difference(int(k1), n1, int(k2), n2)
+        hits += est.low <= p1 - p2 <= est.high
+    assert 0.93 <= hits / 3000 <= 0.97
+    assert math.isnan(newcombe_difference(1, 0, 1, 2).value)
+    assert _z_test(3, 3, 5, 5) == 1.0  # no variance: nothing to test
+    assert _holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
