@@ -18,9 +18,9 @@ from torch import nn
 
 from radpilot.models.manifest import Activation, OperatingPoint, OutputSpec
 from radpilot.training.data import Samples
-from radpilot.validation.stats import at_threshold, delong_auc, operating_points, wilson
 from radpilot.training.networks import build_network, explain_split
 from radpilot.training.tasks import Batch, Report, Task, chunks
+from radpilot.validation.stats import at_threshold, delong_auc, operating_points, wilson
 
 __all__ = ["ClassificationTask", "FlipAverage"]
 

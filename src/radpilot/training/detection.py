@@ -19,8 +19,8 @@ from torch import nn
 from radpilot.models.manifest import Activation, OperatingPoint, OutputSpec
 from radpilot.training.data import Samples
 from radpilot.training.detection_net import DetectionExport, RadpilotDetector, build_detector
-from radpilot.validation.stats import delong_auc, operating_points, wilson
 from radpilot.training.tasks import Batch, Report, Task, chunks
+from radpilot.validation.stats import delong_auc, operating_points, wilson
 
 __all__ = ["DetectionTask", "match_boxes"]
 

@@ -20,9 +20,9 @@ from torch import nn
 
 from radpilot.models.manifest import Activation, OutputSpec
 from radpilot.training.data import Samples
-from radpilot.validation.stats import bootstrap_mean
 from radpilot.training.networks import build_network
 from radpilot.training.tasks import Batch, Report, Task, chunks
+from radpilot.validation.stats import bootstrap_mean
 
 __all__ = ["BACKGROUND", "FlipAverageMap", "SegmentationTask"]
 
