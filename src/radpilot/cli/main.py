@@ -80,6 +80,7 @@ def _register() -> None:
         stats,
         synth,
         train,
+        validate,
         worker,
         worklist,
     )
@@ -94,6 +95,7 @@ def _register() -> None:
     app.add_typer(models_cli.app, name="models")
     app.command("synth")(synth.synth)
     app.command("train")(train.train)
+    app.command("validate")(validate.validate)
     app.command("worker")(worker.worker)
     app.add_typer(audit.app, name="audit")
     app.command("worklist")(worklist.worklist)

@@ -7,8 +7,6 @@ embedded as inline SVG, so the page opens anywhere, offline, and nothing is fetc
 from __future__ import annotations
 
 import datetime as dt
-import io
-import re
 import warnings
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -16,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from radpilot.core.svgplot import new_figure, svg
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
 __all__ = ["human_bytes", "render_html"]
 
@@ -74,33 +73,6 @@ def render_html(inventory: dict[str, Any]) -> str:
     return env.get_template("inventory.html").render(inv=inventory, plots=plots)
 
 
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-_DROP = (
-    re.compile(r"<metadata>.*?</metadata>", re.DOTALL),
-    re.compile(r'\s+xmlns(?::\w+)?="[^"]*"'),
-)
-
-
-def _svg(figure: Figure) -> Markup:
-    """Inline SVG without prolog, metadata or namespace URLs (HTML5 supplies those)."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None})
-    text = buffer.getvalue().decode("utf-8")
-    text = text[text.index("<svg") :]
-    for pattern in _DROP:
-        text = pattern.sub("", text)
-    text = text.replace("<svg ", '<svg role="img" class="plot" ', 1)
-    return Markup(text)  # noqa: S704 - matplotlib's own SVG; labels are escaped by it
-
-
 def _short(value: Any, width: int = 28) -> str:
     text = "(none)" if value is None or value == "" else str(value)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -138,7 +110,7 @@ def _plot_groups(inventory: dict[str, Any]) -> Markup | None:
     shown = [m for m, _ in manufacturers.most_common(8)]
     modalities = sorted(stack, key=lambda m: -sum(stack[m].values()))
     top = groups[:15]
-    figure = _figure(10, 3.2 + 0.22 * max(len(modalities), len(top)))
+    figure = new_figure(10, 3.2 + 0.22 * max(len(modalities), len(top)))
     left, right = figure.subplots(1, 2, width_ratios=[1, 1.3])
     from matplotlib import colormaps
 
@@ -164,7 +136,7 @@ def _plot_groups(inventory: dict[str, Any]) -> Markup | None:
     _barh(right, labels, [row["studies"] for row in top])
     right.set_title("Studies per group: modality / manufacturer / model / protocol")
     right.tick_params(axis="y", labelsize=7)
-    return _svg(figure)
+    return svg(figure)
 
 
 def _plot_dates(dates: dict[str, Any]) -> Markup | None:
@@ -180,13 +152,13 @@ def _plot_dates(dates: dict[str, Any]) -> Markup | None:
         key, labels = "year", [f"{y:04d}" for y in range(first.year, last.year + 1)]
     for row in dates[f"by_{key}"]:
         counts[row[key]] += row["studies"]
-    figure = _figure(10, 2.6)
+    figure = new_figure(10, 2.6)
     axes = figure.subplots()
     axes.bar(labels, [counts[label] for label in labels], color="#2471a3")
     axes.set_title(f"Studies per {key} ({dates['first']} to {dates['last']})")
     axes.tick_params(axis="x", labelrotation=90, labelsize=7)
     axes.set_ylabel("studies")
-    return _svg(figure)
+    return svg(figure)
 
 
 def _plot_age(age: dict[str, Any]) -> Markup | None:
@@ -196,7 +168,7 @@ def _plot_age(age: dict[str, Any]) -> Markup | None:
     ]
     if not any(sum(b["by_sex"].values()) for b in bands):
         return None
-    figure = _figure(10, 3)
+    figure = new_figure(10, 3)
     axes = figure.subplots()
     width = 0.2
     for offset, sex in enumerate(_SEX_COLOURS):
@@ -213,7 +185,7 @@ def _plot_age(age: dict[str, Any]) -> Markup | None:
     axes.set_title("Studies by patient age at the study (years) and sex")
     axes.set_ylabel("studies")
     axes.legend(fontsize=7)
-    return _svg(figure)
+    return svg(figure)
 
 
 def _plot_labels(labels: dict[str, Any]) -> Markup | None:
@@ -221,7 +193,7 @@ def _plot_labels(labels: dict[str, Any]) -> Markup | None:
     if not with_labels and not without:
         return None
     findings = labels["by_finding"][:12]
-    figure = _figure(10, 2.4 + 0.22 * len(findings))
+    figure = new_figure(10, 2.4 + 0.22 * len(findings))
     left, right = figure.subplots(1, 2, width_ratios=[1, 2])
     _barh(left, ["with labels", "without labels"], [with_labels, without])
     left.set_title("Label availability per study")
@@ -243,14 +215,14 @@ def _plot_labels(labels: dict[str, Any]) -> Markup | None:
     else:
         right.set_axis_off()
         right.text(0.5, 0.5, "no reads imported (radpilot labels import)", ha="center")
-    return _svg(figure)
+    return svg(figure)
 
 
 def _plot_problems(problems: list[dict[str, Any]]) -> Markup | None:
     found = [p for p in problems if p["count"]]
     if not found:
         return None
-    figure = _figure(10, 1.2 + 0.3 * len(found))
+    figure = new_figure(10, 1.2 + 0.3 * len(found))
     axes = figure.subplots()
     _barh(
         axes,
@@ -259,4 +231,4 @@ def _plot_problems(problems: list[dict[str, Any]]) -> Markup | None:
         [_SEVERITY_COLOURS[p["severity"]] for p in found],
     )
     axes.set_title("Problems found (red: error, orange: warning, grey: info)")
-    return _svg(figure)
+    return svg(figure)

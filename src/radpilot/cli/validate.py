@@ -1,0 +1,170 @@
+"""``radpilot validate``: a registered model against labelled cases; HTML, PDF and JSON."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import getpass
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from radpilot.cli.context import fail, open_database, reporting_errors, settings_of
+from radpilot.governance.audit import AuditLog
+from radpilot.models.inference import load_model
+from radpilot.models.manifest import Manifest
+from radpilot.models.registry import Registry, parse_label
+from radpilot.validation.binary import Options
+from radpilot.validation.cases import CaseTable, Exclusion, build_cases
+from radpilot.validation.cohort import labelled_studies, score_studies
+from radpilot.validation.report import ReportInputs, build_report
+from radpilot.validation.report_html import render_html, write_pdf
+from radpilot.validation.usecase import UseCase, load_use_case
+
+__all__ = ["validate"]
+
+
+def _finding(manifest: Manifest, asked: str | None) -> tuple[str, dict[str, float], str]:
+    """The finding, the package's thresholds for it, and the default point's name."""
+    points = manifest.output.operating_points
+    finding = asked or (
+        manifest.output.critical_findings[0]
+        if manifest.output.critical_findings
+        else (points[0].label if points else manifest.output.labels[-1])
+    )
+    thresholds = {p.name: p.threshold for p in points if p.label == finding}
+    if not thresholds:
+        fail(f"the package has no operating point for {finding!r}; name one with --finding")
+    default = manifest.output.default_operating_point or next(iter(thresholds))
+    return finding, thresholds, default if default in thresholds else next(iter(thresholds))
+
+
+def _results_rows(path: Path) -> list[dict[str, Any]]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _store(settings_dir: Path, output: Path, model: dict[str, str]) -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    kept = settings_dir / "validation" / model["name"] / model["version"] / stamp
+    kept.mkdir(parents=True, exist_ok=False)
+    for name in ("report.json", "report.html", "report.pdf"):
+        shutil.copy2(output / name, kept / name)
+    return kept
+
+
+def validate(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option("--model", help="Registered model, NAME[:VERSION].")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the report.")],
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            exists=True,
+            dir_okay=False,
+            help="Reference labels (the `radpilot labels import` CSV); the model "
+            "runs on each matched study.",
+        ),
+    ] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            "--results",
+            exists=True,
+            dir_okay=False,
+            help="Existing results instead: CSV with case_id, score, label "
+            "(optional patient_id and attribute columns).",
+        ),
+    ] = None,
+    use_case: Annotated[
+        Path | None, typer.Option("--use-case", exists=True, help="Use case YAML: the verdict.")
+    ] = None,
+    prevalence: Annotated[
+        float | None,
+        typer.Option(
+            "--prevalence",
+            min=0.0,
+            max=1.0,
+            help="Deployment prevalence (default: the use case's).",
+        ),
+    ] = None,
+    finding: Annotated[str | None, typer.Option("--finding")] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=100)] = 2000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Validate a model on labelled cases: metrics with 95% CIs at its operating points,
+    at the deployment prevalence, calibration, subgroups, and the verdict against the
+    use case; writes report.json, report.html and report.pdf, and keeps a copy with the
+    model version. Exit 1 when the cases cannot be validated (the reason on stderr)."""
+    if (labels is None) == (results is None):
+        raise typer.BadParameter("give exactly one of --labels and --results")
+    settings = settings_of(ctx)
+    with reporting_errors():
+        case: UseCase | None = load_use_case(use_case) if use_case else None
+        try:
+            db = open_database(settings)
+        except SQLAlchemyError as exc:
+            fail(f"the database could not be used ({type(exc).__name__})")
+        try:
+            registry = Registry(db, settings.models_dir)
+            version = registry.get(*parse_label(model))
+            package = registry.package_of(version)
+            manifest = package.manifest
+            name, thresholds, default = _finding(
+                manifest, finding or (case.finding if case else None)
+            )
+            info = {"name": version.name, "version": version.version,
+                    "weights_sha256": version.weights_sha256}  # fmt: skip
+            excluded: list[Exclusion] = []
+            if results is not None:
+                rows, source = _results_rows(results), f"results file {results.name}"
+            else:
+                assert labels is not None
+                modalities = list(manifest.applies_to.modalities)
+                studies, excluded = labelled_studies(db, labels, name, modalities)
+                loaded = load_model(package, explain=False)
+                rows = []
+                for row in score_studies(loaded, studies, settings.archive_dir, name):
+                    if isinstance(row, Exclusion):
+                        excluded.append(row)
+                    else:
+                        rows.append(row)
+                source = f"studies in this installation labelled by {labels.name}"
+            table: CaseTable = build_cases(rows, positive_labels=[name])
+            table.excluded = excluded + table.excluded
+            options = Options(
+                prevalence=prevalence
+                if prevalence is not None
+                else (case.prevalence if case else None),
+                bootstrap=bootstrap,
+                seed=seed,
+            )
+            inputs = ReportInputs(info, name, thresholds, default, use_case=case,
+                                  options=options, source=source,
+                                  body=case.case_noun if case else "studies")  # fmt: skip
+            report = build_report(table, inputs)
+            output.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(report, indent=1, allow_nan=True)
+            (output / "report.json").write_text(text, encoding="utf-8")
+            (output / "report.html").write_text(render_html(report), encoding="utf-8")
+            write_pdf(report, output / "report.pdf")
+            kept = _store(settings.data_dir, output, info)
+            AuditLog(db).append(
+                "validation.report",
+                getpass.getuser(),
+                f"{info['name']}:{info['version']}",
+                {"sha256": hashlib.sha256(text.encode()).hexdigest(), "cases": len(table),
+                 "excluded": len(table.excluded),
+                 "verdict": report.get("verdict", {}).get("verdict")},
+            )  # fmt: skip
+        finally:
+            db.dispose()
+    for line in report["summary"]:
+        typer.echo(line)
+    typer.echo(f"report: {output / 'report.html'} (kept in {kept})")
