@@ -31,7 +31,7 @@ from radpilot.validation.calibration import (
 )
 from radpilot.validation.cases import CaseTable
 from radpilot.validation.prevalence import at_prevalence
-from radpilot.validation.stats import Estimate, delong_auc, roc_points, wilson
+from radpilot.validation.stats import delong_auc, roc_points, wilson
 
 __all__ = ["Options", "choose_thresholds", "evaluate_binary", "metrics_at"]
 
@@ -74,17 +74,43 @@ def _f1(tp: float, fp: float, fn: float) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
 
 
-def _proportion(
-    numerator: npt.NDArray[np.bool_], denominator: npt.NDArray[np.bool_]
-) -> Callable[[bs.Weights], Floats]:
-    def statistic(weights: bs.Weights) -> Floats:
-        return bs.weighted_proportion(weights, numerator, denominator)
+class _Pending:
+    """Bootstrap intervals asked for anywhere in a report, drawn in one pass over the
+    same patient resamples and written into their places by :meth:`resolve`."""
 
-    return statistic
+    def __init__(self, cases: CaseTable, options: Options) -> None:
+        self.cases, self.options = cases, options
+        self.statistics: dict[str, tuple[float, Callable[[bs.Weights], Floats] | bs.Linear]] = {}
+        self.slots: list[tuple[dict[str, Any], str, str]] = []
+
+    def add(
+        self, target: dict[str, Any], field: str, value: float,
+        statistic: Callable[[bs.Weights], Floats] | bs.Linear,
+    ) -> None:  # fmt: skip
+        key = str(len(self.statistics))
+        self.statistics[key] = (value, statistic)
+        self.slots.append((target, field, key))
+
+    def resolve(self) -> None:
+        if not self.statistics:
+            return
+        what = "bootstrap by patient" if self.cases.clustered else "bootstrap"
+        found = bs.intervals(self.statistics, self.cases.patient_index,
+                             self.options.bootstrap, self.options.seed, what)  # fmt: skip
+        for target, field, key in self.slots:
+            target[field] = found[key].to_dict()
+        self.statistics, self.slots = {}, []
 
 
-def metrics_at(cases: CaseTable, threshold: float, options: Options) -> dict[str, Any]:
-    """Counts and metrics of calling ``score >= threshold`` positive."""
+def metrics_at(
+    cases: CaseTable, threshold: float, options: Options, pending: _Pending | None = None
+) -> dict[str, Any]:
+    """Counts and metrics of calling ``score >= threshold`` positive.
+
+    With ``pending``, bootstrap intervals are filled in when the caller resolves it.
+    """
+    own = pending is None
+    pending = pending or _Pending(cases, options)
     called, truth = cases.scores >= threshold, cases.labels == 1
     tp, fp = int(np.sum(called & truth)), int(np.sum(called & ~truth))
     fn, tn = int(np.sum(~called & truth)), int(np.sum(~called & ~truth))
@@ -95,39 +121,27 @@ def metrics_at(cases: CaseTable, threshold: float, options: Options) -> dict[str
         "npv": (~truth, ~called, tn, tn + fn),
         "accuracy": (called == truth, np.ones_like(truth), tp + tn, len(truth)),
     }
-    index, reps, seed = cases.patient_index, options.bootstrap, options.seed
     out: dict[str, Any] = {"threshold": threshold, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
     for name, (num, den, k, n) in pairs.items():
+        out[name] = wilson(k, n).to_dict()
         if cases.clustered and n:
-            est = bs.interval(k / n, _proportion(num, den), index, reps, seed)
-        else:
-            est = wilson(k, n)
-        out[name] = est.to_dict()
+            pending.add(out, name, k / n, bs.ratio(num & den, den))
 
-    def f1(w: bs.Weights) -> Floats:
-        t, f, m = (w @ (called & truth)), (w @ (called & ~truth)), (w @ (~called & truth))
+    def f1(sums: Floats) -> Floats:
+        t, f, m = sums[:, 0], sums[:, 1], sums[:, 2]
         with np.errstate(invalid="ignore", divide="ignore"):
             result: Floats = 2 * t / (2 * t + f + m)
         return result
 
-    method = "bootstrap by patient" if cases.clustered else "bootstrap"
-    out["f1"] = bs.interval(_f1(tp, fp, fn), f1, index, reps, seed, method).to_dict()
+    hit, alarm, miss = (called & truth), (called & ~truth), (~called & truth)
+    out["f1"] = None
+    columns = np.stack([hit, alarm, miss], axis=1).astype(np.float64)
+    pending.add(out, "f1", _f1(tp, fp, fn), bs.Linear(columns, f1))
     if options.prevalence is not None and tp + fn and tn + fp:
         out["at_prevalence"] = at_prevalence(tp, fn, tn, fp, options.prevalence).to_dict()
+    if own:
+        pending.resolve()
     return out
-
-
-def _auc(cases: CaseTable, options: Options) -> Estimate | None:
-    auc = delong_auc(cases.scores, cases.labels)
-    if auc is None or not cases.clustered:
-        return auc
-    return bs.interval(
-        auc.value,
-        lambda w: bs.weighted_auc(w, cases.scores, cases.labels),
-        cases.patient_index,
-        options.bootstrap,
-        options.seed,
-    )
 
 
 def evaluate_binary(
@@ -136,23 +150,19 @@ def evaluate_binary(
     """Everything above for one finding, JSON-ready.
 
     ``operating_points`` are the package's named thresholds (score >= threshold is
-    positive); thresholds chosen on these cases are added under ``chosen_here``.
+    positive); thresholds chosen on these cases are added under ``chosen_here``. Every
+    bootstrap interval comes from one shared set of patient resamples.
     """
     options = options or Options()
+    excluded = cases.exclusion_summary()
+    cases = cases.take(np.argsort(cases.scores, kind="mergesort"))  # sorted once for the AUC
+    pending = _Pending(cases, options)
     positives = int(cases.labels.sum())
-    auc = _auc(cases, options)
     index = cases.patient_index
     grid = np.round(np.arange(0.01, 1.0, 0.01), 2)
     squared = (cases.scores - cases.labels) ** 2
-    brier_ci = bs.interval(
-        brier(cases.scores, cases.labels),
-        lambda w: (w @ squared) / w.sum(axis=1),
-        index,
-        options.bootstrap,
-        options.seed,
-        "bootstrap by patient" if cases.clustered else "bootstrap",
-    )
-    return {
+    auc = delong_auc(cases.scores, cases.labels)
+    report: dict[str, Any] = {
         "n": len(cases),
         "patients": int(index.max()) + 1,
         "positives": positives,
@@ -160,19 +170,27 @@ def evaluate_binary(
         "prevalence": wilson(positives, len(cases)).to_dict(),
         "deployment_prevalence": options.prevalence,
         "clustered": cases.clustered,
-        "excluded": cases.exclusion_summary(),
+        "excluded": excluded,
         "auc": None if auc is None else auc.to_dict(),
         "operating_points": {
-            name: metrics_at(cases, t, options) for name, t in operating_points.items()
+            name: metrics_at(cases, t, options, pending) for name, t in operating_points.items()
         },
         "chosen_here": {
-            name: metrics_at(cases, t, options)
+            name: metrics_at(cases, t, options, pending)
             for name, t in choose_thresholds(cases, options).items()
         },
         "calibration": {
-            "brier": brier_ci.to_dict(),
+            "brier": None,
             "ece": expected_calibration_error(cases.scores, cases.labels, options.calibration_bins),
             "bins": reliability(cases.scores, cases.labels, options.calibration_bins),
         },
         "net_benefit": net_benefit(cases.scores, cases.labels, grid),
     }
+    if auc is not None and cases.clustered:
+        scores, labels = cases.scores, cases.labels
+        pending.add(report, "auc", auc.value, lambda w: bs.weighted_auc(w, scores, labels))
+    ones = np.ones(len(cases))
+    pending.add(report["calibration"], "brier", brier(cases.scores, cases.labels),
+                bs.ratio(squared, ones))  # fmt: skip
+    pending.resolve()
+    return report

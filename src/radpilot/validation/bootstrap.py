@@ -9,18 +9,53 @@ copied. Replicates are made in chunks so that memory stays at ``chunk x cases``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from radpilot.validation.stats import Estimate
 
-__all__ = ["Weights", "interval", "replicate_weights", "weighted_auc", "weighted_proportion"]
+__all__ = [
+    "Linear",
+    "Weights",
+    "interval",
+    "intervals",
+    "ratio",
+    "replicate_weights",
+    "weighted_auc",
+    "weighted_proportion",
+]
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Weights = npt.NDArray[np.float64]  # (replicates, cases)
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A statistic of weighted sums: ``combine(W @ columns)``, with ``columns`` stacked
+    as ``(cases, k)``. Every :class:`Linear` of one :func:`intervals` call shares a single
+    matrix product per chunk of replicates, so the weights are read once, not once per
+    statistic."""
+
+    columns: Floats  # (cases, k)
+    combine: Callable[[Floats], Floats]  # (replicates, k) -> (replicates,)
+
+
+def ratio(
+    numerator: npt.NDArray[np.bool_] | Floats, denominator: npt.NDArray[np.bool_] | Floats
+) -> Linear:
+    """Weighted ``sum(numerator) / sum(denominator)`` per replicate (NaN where 0 / 0)."""
+
+    def combine(sums: Floats) -> Floats:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out: Floats = sums[:, 0] / sums[:, 1]
+        return out
+
+    stacked = np.stack([np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)], 1)
+    return Linear(stacked, combine)
 
 
 def replicate_weights(
@@ -36,9 +71,9 @@ def replicate_weights(
     while done < reps:
         size = min(chunk, reps - done)
         drawn = rng.integers(0, patients, size=(size, patients))
-        counts = np.zeros((size, patients))
-        np.add.at(counts, (np.arange(size)[:, None], drawn), 1.0)
-        yield counts[:, patient_index]
+        drawn += (np.arange(size) * patients)[:, None]  # one bin range per replicate
+        counts = np.bincount(drawn.ravel(), minlength=size * patients).reshape(size, patients)
+        yield counts[:, patient_index].astype(np.float64)
         done += size
 
 
@@ -55,41 +90,78 @@ def weighted_proportion(weights: Weights, numerator: npt.NDArray[np.bool_],
 
 def weighted_auc(weights: Weights, scores: Floats, labels: Ints) -> Floats:
     """Per replicate: the weighted Mann-Whitney AUC (ties count one half)."""
-    order = np.argsort(scores, kind="mergesort")
-    s, y, w = scores[order], labels[order], weights[:, order]
-    neg = np.where(y == 0, w, 0.0)
-    pos = np.where(y == 1, w, 0.0)
-    # negatives strictly below each case, and tied with it, from cumulative sums per group
-    starts = np.r_[0, np.nonzero(np.diff(s))[0] + 1]
-    group = np.cumsum(np.r_[0, np.diff(s) != 0])
-    cum = np.cumsum(neg, axis=1)
-    below_group = np.where(starts > 0, cum[:, np.maximum(starts - 1, 0)], 0.0)
-    ends = np.r_[starts[1:], len(s)] - 1
-    in_group = cum[:, ends] - below_group
-    credit = below_group[:, group] + 0.5 * in_group[:, group]
+    if len(scores) > 1 and np.all(scores[1:] >= scores[:-1]):
+        s, y, w = scores, labels, weights  # already in score order: no copy
+    else:
+        order = np.argsort(scores, kind="mergesort")
+        s, y, w = scores[order], labels[order], weights[:, order]
+    negative = (y == 0).astype(np.float64)
+    positives = np.nonzero(y == 1)[0]
+    cum = np.cumsum(w * negative, axis=1)  # negative weight up to and including each case
+    total_neg = cum[:, -1]
+    total_pos = w[:, positives].sum(axis=1)
+    if len(s) < 2 or np.all(s[1:] > s[:-1]):
+        # no ties: a positive's credit is the negative weight before it
+        credit = cum[:, positives]
+    else:
+        # ties: the negative weight strictly below the case's group, plus half of the group's
+        starts = np.r_[0, np.nonzero(np.diff(s))[0] + 1]
+        ends = np.r_[starts[1:], len(s)] - 1
+        group = np.cumsum(np.r_[0, np.diff(s) != 0])[positives]
+        before = np.where(starts > 0, cum[:, np.maximum(starts - 1, 0)], 0.0)
+        credit = before[:, group] + 0.5 * (cum[:, ends] - before)[:, group]
+    numerator = np.einsum("ij,ij->i", w[:, positives], credit)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out: Floats = (pos * credit).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+        out: Floats = numerator / (total_pos * total_neg)
+    return out
+
+
+def intervals(
+    statistics: Mapping[str, tuple[float, Callable[[Weights], Floats] | Linear]],
+    patient_index: Ints,
+    reps: int,
+    seed: int,
+    what: str = "bootstrap by patient",
+) -> dict[str, Estimate]:
+    """Each ``name: (value, statistic)`` with the percentile 95% CI of its statistic, all
+    from the same patient resamples (one pass over the replicates).
+
+    Replicates where a statistic is undefined (NaN) are left out of its percentiles; the
+    method string says how many replicates were used.
+    """
+    linear = {k: s for k, (_, s) in statistics.items() if isinstance(s, Linear)}
+    other = {k: s for k, (_, s) in statistics.items() if not isinstance(s, Linear)}
+    columns = np.concatenate([s.columns for s in linear.values()], axis=1) if linear else None
+    offsets = np.cumsum([0, *(s.columns.shape[1] for s in linear.values())])
+    parts: dict[str, list[Floats]] = {name: [] for name in statistics}
+    for weights in replicate_weights(patient_index, reps, seed):
+        if columns is not None:
+            sums = weights @ columns
+            for i, (name, stat) in enumerate(linear.items()):
+                parts[name].append(stat.combine(sums[:, offsets[i] : offsets[i + 1]]))
+        for name, function in other.items():
+            parts[name].append(function(weights))
+    n = int(patient_index.max()) + 1 if len(patient_index) else 0
+    out = {}
+    for name, (value, _) in statistics.items():
+        values = np.concatenate(parts[name]) if parts[name] else np.empty(0)
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            out[name] = Estimate(value, float("nan"), float("nan"), f"{what} (0 usable)", n)
+            continue
+        low, high = np.quantile(values, [0.025, 0.975])
+        method = f"{what} ({len(values)} replicates)"
+        out[name] = Estimate(value, float(low), float(high), method, n)
     return out
 
 
 def interval(
     value: float,
-    statistic: Callable[[Weights], Floats],
+    statistic: Callable[[Weights], Floats] | Linear,
     patient_index: Ints,
     reps: int,
     seed: int,
     what: str = "bootstrap by patient",
 ) -> Estimate:
-    """``value`` with the percentile 95% CI of ``statistic`` over patient resamples.
-
-    Replicates where the statistic is undefined (NaN) are left out of the percentiles;
-    the method string says how many replicates were used.
-    """
-    parts = [statistic(w) for w in replicate_weights(patient_index, reps, seed)]
-    values = np.concatenate(parts) if parts else np.empty(0)
-    values = values[np.isfinite(values)]
-    n = int(patient_index.max()) + 1 if len(patient_index) else 0
-    if len(values) == 0:
-        return Estimate(value, float("nan"), float("nan"), f"{what} (0 usable)", n)
-    low, high = np.quantile(values, [0.025, 0.975])
-    return Estimate(value, float(low), float(high), f"{what} ({len(values)} replicates)", n)
+    """``value`` with the percentile 95% CI of ``statistic`` (see :func:`intervals`)."""
+    return intervals({"x": (value, statistic)}, patient_index, reps, seed, what)["x"]

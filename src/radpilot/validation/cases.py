@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -50,13 +51,13 @@ class CaseTable:
     def __len__(self) -> int:
         return len(self.case_ids)
 
-    @property
+    @cached_property
     def patient_index(self) -> Ints:
         """Each case's patient as ``0 .. patients - 1``."""
         _, index = np.unique(np.asarray(self.patient_ids, dtype=object), return_inverse=True)
         return np.asarray(index, dtype=np.int64).reshape(-1)
 
-    @property
+    @cached_property
     def clustered(self) -> bool:
         """Whether some patient has several cases (then CIs resample patients)."""
         return len(set(self.patient_ids)) < len(self.patient_ids)
@@ -67,14 +68,21 @@ class CaseTable:
 
     def subset(self, mask: npt.NDArray[np.bool_]) -> CaseTable:
         """The cases where ``mask`` holds (exclusions stay with the whole table)."""
-        keep = np.nonzero(mask)[0]
-        return CaseTable(
-            [self.case_ids[i] for i in keep],
-            [self.patient_ids[i] for i in keep],
-            self.scores[keep],
-            self.labels[keep],
-            {k: [v[i] for i in keep] for k, v in self.attributes.items()},
+        table = self.take(np.nonzero(mask)[0])
+        table.excluded = []
+        return table
+
+    def take(self, index: Ints) -> CaseTable:
+        """The cases at ``index``, in that order; the exclusions are kept."""
+        table = CaseTable(
+            [self.case_ids[i] for i in index],
+            [self.patient_ids[i] for i in index],
+            self.scores[index],
+            self.labels[index],
+            {k: [v[i] for i in index] for k, v in self.attributes.items()},
         )
+        table.excluded = list(self.excluded)
+        return table
 
 
 def _score(value: object) -> tuple[float | None, str | None]:
