@@ -30,10 +30,15 @@ def pneumonia_scores(model: LoadedModel, studies: list[Dataset]) -> tuple[np.nda
     return np.asarray(scores), np.asarray(calls)
 
 
-@cache
 def reference_test_scores(size: int = 28) -> tuple[np.ndarray, np.ndarray]:
     """(scores, labels) of the official test split as ``size`` px DX radiographs."""
+    return reference_scores("test", size)
+
+
+@cache
+def reference_scores(split: str, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, labels) of an official split as ``size`` px DX radiographs."""
     model = load_model(ModelPackage.open(PACKAGE), explain=False, threads=2)
-    cases = list(pneumoniamnist_cases(NPZ, "test"))
+    cases = list(pneumoniamnist_cases(NPZ, split))
     scores, _ = pneumonia_scores(model, [radiograph(c, size=size) for c in cases])
     return scores, np.asarray([c.label for c in cases], dtype=np.int64)

@@ -122,3 +122,35 @@ def test_writes_html_pdf_json_keeps_a_copy_and_audits(
     assert verdict["verdict"] == ("pass" if all(o == "met" for o in evaluated) else "fail")
     subgroups = report["subgroups"]["attributes"]  # type: ignore[index]
     assert {"manufacturer", "site", "sex", "age band"} <= set(subgroups)
+
+
+def test_external_set_side_by_side_from_results_files(tmp_path: Path) -> None:
+    """--results and --external-results: the official validation split (internal) and
+    test split (external) as results files of the reference model's real scores."""
+    from tests.reference_helpers import reference_scores
+
+    data = tmp_path / "rp"
+    run("--data-dir", str(data), "models", "add", str(PACKAGE))
+    files = {}
+    for split in ("val", "test"):
+        scores, labels = reference_scores(split)
+        files[split] = tmp_path / f"{split}.csv"
+        with files[split].open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["case_id", "score", "label"])
+            pairs = zip(scores, labels, strict=True)
+            writer.writerows([f"{split}-{i}", s, y] for i, (s, y) in enumerate(pairs))
+    out = tmp_path / "report"
+    run("--data-dir", str(data), "validate", "--model", "chest-pneumonia",
+        "--results", str(files["val"]), "--external-results", str(files["test"]),
+        "--names", "validation split,test split", "--use-case", str(USE_CASE),
+        "--output", str(out), "--bootstrap", "200")  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    external = report["external"]
+    assert external["names"] == ["validation split", "test split"]
+    assert external["reports"]["test split"]["n"] == 624
+    assert external["reports"]["validation split"]["n"] == report["binary"]["n"] == 524
+    assert external["difference"]["youden"]["specificity"]["differs"]
+    assert report["verdict"]["on"] == "test split"
+    html = (out / "report.html").read_text()
+    assert "External validation: test split against validation split" in html

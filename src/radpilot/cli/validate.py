@@ -18,7 +18,9 @@ from radpilot.cli.context import fail, open_database, reporting_errors, settings
 from radpilot.governance.audit import AuditLog
 from radpilot.models.inference import load_model
 from radpilot.models.manifest import Manifest
+from radpilot.models.package import ModelPackage
 from radpilot.models.registry import Registry, parse_label
+from radpilot.store import Database
 from radpilot.validation.binary import Options
 from radpilot.validation.cases import CaseTable, Exclusion, build_cases
 from radpilot.validation.cohort import labelled_studies, score_studies
@@ -44,9 +46,41 @@ def _finding(manifest: Manifest, asked: str | None) -> tuple[str, dict[str, floa
     return finding, thresholds, default if default in thresholds else next(iter(thresholds))
 
 
+def _names(text: str) -> tuple[str, str]:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise typer.BadParameter("--names takes two names, e.g. 'internal,site B'")
+    return parts[0], parts[1]
+
+
 def _results_rows(path: Path) -> list[dict[str, Any]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         return list(csv.DictReader(handle))
+
+
+def _collect(
+    db: Database, archive: Path, package: ModelPackage, finding: str,
+    labels: Path | None, results: Path | None,
+) -> tuple[CaseTable, str]:  # fmt: skip
+    """The cases of one labelled set, and where they came from in words."""
+    excluded: list[Exclusion] = []
+    if results is not None:
+        rows, source = _results_rows(results), f"results file {results.name}"
+    else:
+        assert labels is not None
+        modalities = list(package.manifest.applies_to.modalities)
+        studies, excluded = labelled_studies(db, labels, finding, modalities)
+        loaded = load_model(package, explain=False)
+        rows = []
+        for row in score_studies(loaded, studies, archive, finding):
+            if isinstance(row, Exclusion):
+                excluded.append(row)
+            else:
+                rows.append(row)
+        source = f"studies in this installation labelled by {labels.name}"
+    table = build_cases(rows, positive_labels=[finding])
+    table.excluded = excluded + table.excluded
+    return table, source
 
 
 def _store(settings_dir: Path, output: Path, model: dict[str, str]) -> Path:
@@ -94,6 +128,27 @@ def validate(
             help="Deployment prevalence (default: the use case's).",
         ),
     ] = None,
+    external_labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--external-labels",
+            exists=True,
+            dir_okay=False,
+            help="A second, independent labelled set (another site): side by side.",
+        ),
+    ] = None,
+    external_results: Annotated[
+        Path | None,
+        typer.Option(
+            "--external-results",
+            exists=True,
+            dir_okay=False,
+            help="The external set as a results file.",
+        ),
+    ] = None,
+    names: Annotated[
+        str, typer.Option("--names", help="Names of the two sets, comma-separated.")
+    ] = "internal,external",
     finding: Annotated[str | None, typer.Option("--finding")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=100)] = 2000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -104,6 +159,8 @@ def validate(
     model version. Exit 1 when the cases cannot be validated (the reason on stderr)."""
     if (labels is None) == (results is None):
         raise typer.BadParameter("give exactly one of --labels and --results")
+    if external_labels is not None and external_results is not None:
+        raise typer.BadParameter("give at most one of --external-labels and --external-results")
     settings = settings_of(ctx)
     with reporting_errors():
         case: UseCase | None = load_use_case(use_case) if use_case else None
@@ -121,23 +178,14 @@ def validate(
             )
             info = {"name": version.name, "version": version.version,
                     "weights_sha256": version.weights_sha256}  # fmt: skip
-            excluded: list[Exclusion] = []
-            if results is not None:
-                rows, source = _results_rows(results), f"results file {results.name}"
-            else:
-                assert labels is not None
-                modalities = list(manifest.applies_to.modalities)
-                studies, excluded = labelled_studies(db, labels, name, modalities)
-                loaded = load_model(package, explain=False)
-                rows = []
-                for row in score_studies(loaded, studies, settings.archive_dir, name):
-                    if isinstance(row, Exclusion):
-                        excluded.append(row)
-                    else:
-                        rows.append(row)
-                source = f"studies in this installation labelled by {labels.name}"
-            table: CaseTable = build_cases(rows, positive_labels=[name])
-            table.excluded = excluded + table.excluded
+            archive = settings.archive_dir
+            table, source = _collect(db, archive, package, name, labels, results)
+            other = None
+            if external_labels is not None or external_results is not None:
+                other, other_source = _collect(
+                    db, archive, package, name, external_labels, external_results
+                )
+                source = f"{source}; external: {other_source}"
             options = Options(
                 prevalence=prevalence
                 if prevalence is not None
@@ -147,7 +195,8 @@ def validate(
             )
             inputs = ReportInputs(info, name, thresholds, default, use_case=case,
                                   options=options, source=source,
-                                  body=case.case_noun if case else "studies")  # fmt: skip
+                                  body=case.case_noun if case else "studies",
+                                  external=other, names=_names(names))  # fmt: skip
             report = build_report(table, inputs)
             output.mkdir(parents=True, exist_ok=True)
             text = json.dumps(report, indent=1, allow_nan=True)

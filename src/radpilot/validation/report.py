@@ -10,6 +10,7 @@ from typing import Any
 
 from radpilot.validation.binary import Options, evaluate_binary
 from radpilot.validation.cases import CaseTable
+from radpilot.validation.external import compare_sets
 from radpilot.validation.subgroups import SubgroupOptions, analyse_subgroups
 from radpilot.validation.usecase import UseCase, verdict
 
@@ -31,6 +32,8 @@ class ReportInputs:
     options: Options = field(default_factory=Options)
     subgroups: SubgroupOptions = field(default_factory=SubgroupOptions)
     source: str = ""  # where the cases came from, in words
+    external: CaseTable | None = None  # a second, independent set: side by side
+    names: tuple[str, str] = ("internal", "external")
 
 
 def _fmt(value: float, digits: int = 0) -> str:
@@ -68,7 +71,10 @@ def summary_lines(report: dict[str, Any], inputs: ReportInputs) -> list[str]:
         )
     if report.get("verdict"):
         v = report["verdict"]
-        lines.append(f"Verdict against use case {v['use_case']!r}: {v['verdict'].upper()}.")
+        lines.append(
+            f"Verdict against use case {v['use_case']!r} on {v.get('on', 'these cases')}: "
+            f"{v['verdict'].upper()}."
+        )
     return lines
 
 
@@ -126,9 +132,25 @@ def build_report(table: CaseTable, inputs: ReportInputs) -> dict[str, Any]:
         "subgroups": analyse_subgroups(table, threshold, inputs.subgroups),
         "inventory": _inventory(table),
     }
+    judged = binary
+    if inputs.external is not None:
+        external = compare_sets(table, inputs.external, inputs.operating_points,
+                                inputs.names, inputs.options)  # fmt: skip
+        report["external"] = external
+        judged = external["reports"][inputs.names[1]]
     if inputs.use_case is not None:
-        report["verdict"] = verdict(inputs.use_case, binary, inputs.default_point)
+        report["verdict"] = verdict(inputs.use_case, judged, inputs.default_point)
+        report["verdict"]["on"] = inputs.names[1] if inputs.external is not None else "these cases"
     report["summary"] = summary_lines(report, inputs)
+    if "external" in report:
+        auc = report["external"]["difference"]["auc"]
+        if auc is not None:
+            a, b = inputs.names
+            report["summary"].append(
+                f"{b} against {a}: AUC difference {auc['value']:+.3f} (95% CI "
+                f"{auc['low']:+.3f} to {auc['high']:+.3f})"
+                + ("; the sets differ." if auc["differs"] else ".")
+            )
     report["checklist"] = checklist(report, inputs)
     cases = [
         {"case_id": c, "patient": p, "score": float(s), "label": int(y), "excluded": None,

@@ -24,6 +24,7 @@ __all__ = [
     "Estimate",
     "OperatingPointResult",
     "bootstrap_mean",
+    "delong",
     "delong_auc",
     "operating_points",
     "roc_points",
@@ -71,8 +72,8 @@ def _midrank(values: Floats) -> Floats:
     return ranks
 
 
-def delong_auc(scores: Floats, truth: npt.NDArray[np.int64]) -> Estimate | None:
-    """ROC AUC and its DeLong 95% CI; None when a class is absent."""
+def delong(scores: Floats, truth: npt.NDArray[np.int64]) -> tuple[float, float, int] | None:
+    """ROC AUC, its DeLong variance and the number of cases; None when a class is absent."""
     positive, negative = scores[truth == 1], scores[truth == 0]
     m, n = len(positive), len(negative)
     if m == 0 or n == 0:
@@ -83,8 +84,17 @@ def delong_auc(scores: Floats, truth: npt.NDArray[np.int64]) -> Estimate | None:
     v10 = (tz[:m] - tx) / n
     v01 = 1.0 - (tz[m:] - ty) / m
     var = (np.var(v10, ddof=1) / m if m > 1 else 0.0) + (np.var(v01, ddof=1) / n if n > 1 else 0.0)
-    se = math.sqrt(max(float(var), 0.0))
-    return Estimate(auc, max(0.0, auc - Z95 * se), min(1.0, auc + Z95 * se), "DeLong", m + n)
+    return auc, max(float(var), 0.0), m + n
+
+
+def delong_auc(scores: Floats, truth: npt.NDArray[np.int64]) -> Estimate | None:
+    """ROC AUC and its DeLong 95% CI (clipped to [0, 1]); None when a class is absent."""
+    found = delong(scores, truth)
+    if found is None:
+        return None
+    auc, var, n = found
+    se = math.sqrt(var)
+    return Estimate(auc, max(0.0, auc - Z95 * se), min(1.0, auc + Z95 * se), "DeLong", n)
 
 
 def bootstrap_mean(values: Floats, reps: int, seed: int) -> Estimate:
