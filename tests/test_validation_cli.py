@@ -60,7 +60,7 @@ def validated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dic
         writer.writerows(rows)
     run("--data-dir", str(data), "validate", "--model", "chest-pneumonia:1.0.0",
         "--labels", str(extended), "--output", str(out), "--use-case", str(USE_CASE),
-        "--bootstrap", "500")  # fmt: skip
+        "--bootstrap", "500", "--stress", "monochrome1,noise", "--stress-cases", "60")  # fmt: skip
     return data, out, json.loads((out / "report.json").read_text())
 
 
@@ -120,6 +120,11 @@ def test_writes_html_pdf_json_keeps_a_copy_and_audits(
     # pass only if every evaluated criterion is met
     evaluated = [o for o in outcomes.values() if o != "not evaluated here"]
     assert verdict["verdict"] == ("pass" if all(o == "met" for o in evaluated) else "fail")
+    stress = {c["perturbation"]: c for c in report["stress"]}  # type: ignore[union-attr]
+    assert set(stress) == {"monochrome1", "noise"}
+    assert stress["monochrome1"]["breaks_at"]["auc"] is None  # read correctly: no change
+    assert len(stress["noise"]["points"]) == 5
+    assert "Stress tests" in html
     subgroups = report["subgroups"]["attributes"]  # type: ignore[index]
     assert {"manufacturer", "site", "sex", "age band"} <= set(subgroups)
 

@@ -11,10 +11,14 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
+import pydicom
 import typer
+from pydicom.dataset import Dataset
 from sqlalchemy.exc import SQLAlchemyError
 
 from radpilot.cli.context import fail, open_database, reporting_errors, settings_of
+from radpilot.data.synth_perturb import PerturbationName
 from radpilot.governance.audit import AuditLog
 from radpilot.models.inference import load_model
 from radpilot.models.manifest import Manifest
@@ -23,9 +27,10 @@ from radpilot.models.registry import Registry, parse_label
 from radpilot.store import Database
 from radpilot.validation.binary import Options
 from radpilot.validation.cases import CaseTable, Exclusion, build_cases
-from radpilot.validation.cohort import labelled_studies, score_studies
+from radpilot.validation.cohort import LabelledStudy, labelled_studies, score_studies
 from radpilot.validation.report import ReportInputs, build_report
 from radpilot.validation.report_html import render_html, write_pdf
+from radpilot.validation.stress import stress_curve
 from radpilot.validation.usecase import UseCase, load_use_case
 
 __all__ = ["validate"]
@@ -61,9 +66,11 @@ def _results_rows(path: Path) -> list[dict[str, Any]]:
 def _collect(
     db: Database, archive: Path, package: ModelPackage, finding: str,
     labels: Path | None, results: Path | None,
-) -> tuple[CaseTable, str]:  # fmt: skip
-    """The cases of one labelled set, and where they came from in words."""
+) -> tuple[CaseTable, str, list[LabelledStudy]]:  # fmt: skip
+    """The cases of one labelled set, where they came from in words, and its studies
+    (none for a results file)."""
     excluded: list[Exclusion] = []
+    studies: list[LabelledStudy] = []
     if results is not None:
         rows, source = _results_rows(results), f"results file {results.name}"
     else:
@@ -80,7 +87,27 @@ def _collect(
         source = f"studies in this installation labelled by {labels.name}"
     table = build_cases(rows, positive_labels=[finding])
     table.excluded = excluded + table.excluded
-    return table, source
+    return table, source, studies
+
+
+def _stress(
+    package: ModelPackage, studies: list[LabelledStudy], table: CaseTable, finding: str,
+    threshold: float, names: str, count: int, archive: Path,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Stress curves on up to ``count`` of the kept studies (evenly spaced)."""
+    try:
+        perturbations = [PerturbationName(n.strip()) for n in names.split(",") if n.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"--stress: {exc}") from None
+    label_of = dict(zip(table.case_ids, table.labels.tolist(), strict=True))
+    kept = [s for s in studies if s.study_instance_uid in label_of and s.files]
+    chosen = kept[:: max(1, len(kept) // count)][:count]
+    datasets: list[list[Dataset]] = [
+        [pydicom.dcmread(archive / f) for f in s.files] for s in chosen
+    ]
+    labels = np.asarray([label_of[s.study_instance_uid] for s in chosen], dtype=np.int64)
+    model = load_model(package, explain=False)
+    return [stress_curve(model, datasets, labels, finding, threshold, p) for p in perturbations]
 
 
 def _store(settings_dir: Path, output: Path, model: dict[str, str]) -> Path:
@@ -149,6 +176,18 @@ def validate(
     names: Annotated[
         str, typer.Option("--names", help="Names of the two sets, comma-separated.")
     ] = "internal,external",
+    stress: Annotated[
+        str | None,
+        typer.Option(
+            "--stress",
+            help="Perturbations to stress-test, comma-separated "
+            "(noise, blur, low-dose, contrast, window-shift, rotation, crop, "
+            "monochrome1, burned-in-text, metal-streaks); needs --labels.",
+        ),
+    ] = None,
+    stress_cases: Annotated[
+        int, typer.Option("--stress-cases", min=20, help="Studies used for stress tests.")
+    ] = 300,
     finding: Annotated[str | None, typer.Option("--finding")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=100)] = 2000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -159,6 +198,8 @@ def validate(
     model version. Exit 1 when the cases cannot be validated (the reason on stderr)."""
     if (labels is None) == (results is None):
         raise typer.BadParameter("give exactly one of --labels and --results")
+    if stress and labels is None:
+        raise typer.BadParameter("--stress needs --labels: it perturbs the studies' images")
     if external_labels is not None and external_results is not None:
         raise typer.BadParameter("give at most one of --external-labels and --external-results")
     settings = settings_of(ctx)
@@ -179,10 +220,10 @@ def validate(
             info = {"name": version.name, "version": version.version,
                     "weights_sha256": version.weights_sha256}  # fmt: skip
             archive = settings.archive_dir
-            table, source = _collect(db, archive, package, name, labels, results)
+            table, source, studies = _collect(db, archive, package, name, labels, results)
             other = None
             if external_labels is not None or external_results is not None:
-                other, other_source = _collect(
+                other, other_source, _ = _collect(
                     db, archive, package, name, external_labels, external_results
                 )
                 source = f"{source}; external: {other_source}"
@@ -198,6 +239,10 @@ def validate(
                                   body=case.case_noun if case else "studies",
                                   external=other, names=_names(names))  # fmt: skip
             report = build_report(table, inputs)
+            if stress:
+                curves = _stress(package, studies, table, name, thresholds[default],
+                                 stress, stress_cases, archive)  # fmt: skip
+                report["stress"] = curves
             output.mkdir(parents=True, exist_ok=True)
             text = json.dumps(report, indent=1, allow_nan=True)
             (output / "report.json").write_text(text, encoding="utf-8")

@@ -99,9 +99,33 @@ def _forest(report: dict[str, Any]) -> Figure | None:
     return figure
 
 
+def _stress(curve: dict[str, Any]) -> Figure:
+    figure = new_figure(4.2, 3.2)
+    axes = figure.add_subplot()
+    labels = ["none", *[p["strength"] or "on" for p in curve["points"]]]
+    x = np.arange(len(labels))
+    for metric, colour in (("auc", "#1f618d"), ("sensitivity", "#c0392b"),
+                           ("specificity", "#1e8449")):  # fmt: skip
+        base = curve["baseline"][metric]
+        if base is None:
+            continue
+        values = [base["value"], *[(p[metric] or {}).get("value", np.nan) for p in curve["points"]]]
+        axes.plot(x, values, "o-", color=colour, label=metric, ms=3)
+        axes.axhspan(base["low"], base["high"], color=colour, alpha=0.12)
+    axes.set_xticks(x, labels)
+    axes.set(xlabel=f"{curve['perturbation']} strength", ylim=(0, 1.02))
+    axes.legend(fontsize=7, loc="lower left")
+    return figure
+
+
 def figures(report: dict[str, Any]) -> dict[str, Figure | None]:
     """The report's plots by name."""
-    return {"roc": _roc(report), "calibration": _calibration(report), "forest": _forest(report)}
+    out: dict[str, Figure | None] = {
+        "roc": _roc(report), "calibration": _calibration(report), "forest": _forest(report),
+    }  # fmt: skip
+    for curve in report.get("stress", []):
+        out[f"stress {curve['perturbation']}"] = _stress(curve)
+    return out
 
 
 def _pct(value: float | None) -> str:
