@@ -120,6 +120,14 @@ def test_writes_html_pdf_json_keeps_a_copy_and_audits(
     # pass only if every evaluated criterion is met
     evaluated = [o for o in outcomes.values() if o != "not evaluated here"]
     assert verdict["verdict"] == ("pass" if all(o == "met" for o in evaluated) else "fail")
+    # a second reader read two studies, one of them a tie (left out): one case in common,
+    # too few for a kappa; each reader is compared with the other on that case
+    readers = report["readers"]  # type: ignore[index]
+    assert readers["readers"] == ["reference", "second"]
+    assert readers["cohen"] == {} and readers["fleiss"] is None
+    assert readers["model_vs_readers"]["second"]["cases"] == 1
+    assert readers["model_vs_readers"]["reference"]["cases"] == 1
+    assert "Readers" in html
     stress = {c["perturbation"]: c for c in report["stress"]}  # type: ignore[union-attr]
     assert set(stress) == {"monochrome1", "noise"}
     assert stress["monochrome1"]["breaks_at"]["auc"] is None  # read correctly: no change

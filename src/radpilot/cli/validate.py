@@ -28,6 +28,7 @@ from radpilot.store import Database
 from radpilot.validation.binary import Options
 from radpilot.validation.cases import CaseTable, Exclusion, build_cases
 from radpilot.validation.cohort import LabelledStudy, labelled_studies, score_studies
+from radpilot.validation.readers import compare_readers
 from radpilot.validation.report import ReportInputs, build_report
 from radpilot.validation.report_html import render_html, write_pdf
 from radpilot.validation.stress import stress_curve
@@ -108,6 +109,17 @@ def _stress(
     labels = np.asarray([label_of[s.study_instance_uid] for s in chosen], dtype=np.int64)
     model = load_model(package, explain=False)
     return [stress_curve(model, datasets, labels, finding, threshold, p) for p in perturbations]
+
+
+def _reads_by_reader(studies: list[LabelledStudy], table: CaseTable) -> dict[str, dict[str, int]]:
+    """reader -> case -> label, over the cases kept."""
+    kept = set(table.case_ids)
+    readers: dict[str, dict[str, int]] = {}
+    for study in studies:
+        if study.study_instance_uid in kept:
+            for reader, value in study.reads.items():
+                readers.setdefault(reader, {})[study.study_instance_uid] = value
+    return readers
 
 
 def _store(settings_dir: Path, output: Path, model: dict[str, str]) -> Path:
@@ -239,6 +251,11 @@ def validate(
                                   body=case.case_noun if case else "studies",
                                   external=other, names=_names(names))  # fmt: skip
             report = build_report(table, inputs)
+            readers = _reads_by_reader(studies, table)
+            if len(readers) >= 2:
+                calls = dict(zip(table.case_ids, (table.scores >= thresholds[default]).tolist(),
+                                 strict=True))  # fmt: skip
+                report["readers"] = compare_readers(readers, calls, bootstrap, seed)
             if stress:
                 curves = _stress(package, studies, table, name, thresholds[default],
                                  stress, stress_cases, archive)  # fmt: skip

@@ -45,15 +45,20 @@ class LabelledStudy:
     label: int
     attributes: dict[str, str]
     files: list[str]
+    reads: dict[str, int]  # each reader's latest read
 
 
-def _adjudicate(reads: list[tuple[str, dt.datetime | None, int]]) -> int | None:
+def _latest(reads: list[tuple[str, dt.datetime | None, int]]) -> dict[str, int]:
     latest: dict[str, tuple[dt.datetime, int]] = {}
     for reader, at, value in reads:
         when = at or dt.datetime.min.replace(tzinfo=dt.UTC)
         if reader not in latest or when >= latest[reader][0]:
             latest[reader] = (when, value)
-    votes = [v for _, v in latest.values()]
+    return {reader: value for reader, (_, value) in latest.items()}
+
+
+def _adjudicate(latest: dict[str, int]) -> int | None:
+    votes = list(latest.values())
     positive, negative = votes.count(1), votes.count(0)
     return None if positive == negative else int(positive > negative)
 
@@ -121,14 +126,21 @@ def labelled_studies(
         wanted_modalities = {m.upper() for m in modalities}
         for pk, study_reads in reads.items():
             study, attributes, files = _study(session, pk, wanted_modalities)
-            label = _adjudicate(study_reads)
+            latest = _latest(study_reads)
+            label = _adjudicate(latest)
             if label is None:
                 excluded.append(Exclusion(study.study_instance_uid, "tie between readers"))
                 continue
             patient = f"patient-{study.patient_pk}"
             studies.append(
                 LabelledStudy(
-                    pk, study.study_instance_uid, patient, label, attributes | extra[pk], files
+                    pk,
+                    study.study_instance_uid,
+                    patient,
+                    label,
+                    attributes | extra[pk],
+                    files,
+                    latest,
                 )
             )
     return studies, excluded
