@@ -168,7 +168,7 @@ def test_embedded_worker_killed_mid_job_reruns_once(
         stale = job(db)
         assert stale is not None and stale.status is JobStatus.RUNNING  # left behind
         server = start(["serve", "--no-web"], env, log)
-        wait_for(lambda: (j := job(db)) is not None and j.status is JobStatus.DONE, 90, "re-run")
+        wait_for(lambda: (j := job(db)) is not None and j.status is JobStatus.DONE, 200, "re-run")
     finally:
         stop(server)
     check_ran_twice_with_one_output(db, Path(env["RADPILOT_DATA_DIR"]))
@@ -194,7 +194,7 @@ def test_celery_worker_killed_mid_job_reruns_once(
         )
         kill(worker)
         worker = start(["worker"], env, tmp_path / "worker.log")
-        wait_for(lambda: (j := job(db)) is not None and j.status is JobStatus.DONE, 120, "re-run")
+        wait_for(lambda: (j := job(db)) is not None and j.status is JobStatus.DONE, 200, "re-run")
     finally:
         stop(worker)
         stop(server)
