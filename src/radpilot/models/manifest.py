@@ -10,9 +10,16 @@ import enum
 import math
 import re
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from radpilot.core.yamlfile import load_yaml_model, parse_yaml_model
 
@@ -25,6 +32,8 @@ __all__ = [
     "InputSpec",
     "Manifest",
     "MeasurementSpec",
+    "ModelName",
+    "ModelVersionText",
     "OperatingPoint",
     "OutputSpec",
     "Runtime",
@@ -66,6 +75,11 @@ def check_model_version(value: str) -> str:
     if not _VERSION.match(value):
         raise ValueError("a version is letters, digits, '.', '_', '+' or '-'")
     return value
+
+
+#: A model name / version string, checked wherever one is declared.
+ModelName = Annotated[str, AfterValidator(check_model_name)]
+ModelVersionText = Annotated[str, AfterValidator(check_model_version)]
 
 
 class Task(enum.StrEnum):
@@ -215,8 +229,8 @@ class Manifest(_Strict):
     """Everything radpilot needs to know about a model package."""
 
     schema_: Literal["radpilot.model/1"] = Field("radpilot.model/1", alias="schema")
-    name: str
-    version: str = Field(min_length=1, max_length=64)
+    name: ModelName
+    version: ModelVersionText = Field(min_length=1, max_length=64)
     task: Task
     runtime: Runtime
     weights: str  # path inside the package
@@ -232,16 +246,6 @@ class Manifest(_Strict):
     timeout_seconds: float | None = Field(None, gt=0)  # overrides the job timeout
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("name")
-    @classmethod
-    def _name_chars(cls, value: str) -> str:
-        return check_model_name(value)
-
-    @field_validator("version")
-    @classmethod
-    def _version_chars(cls, value: str) -> str:
-        return check_model_version(value)
 
     @field_validator("weights")
     @classmethod

@@ -15,7 +15,7 @@ from typing import Any, Literal, Self
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from radpilot.core.yamlfile import load_yaml_model
-from radpilot.models.manifest import AppliesTo, Window, check_model_name, check_model_version
+from radpilot.models.manifest import AppliesTo, ModelName, ModelVersionText, Window
 from radpilot.training.config_data import (
     DataConfig,
     ExistingFile,
@@ -175,8 +175,8 @@ class TrainConfig(Strict):
     """A whole training run (``docs/training.md`` has an annotated example)."""
 
     schema_: Literal["radpilot.train/1"] = Field("radpilot.train/1", alias="schema")
-    name: str
-    version: str = Field(min_length=1, max_length=64)
+    name: ModelName
+    version: ModelVersionText = Field(min_length=1, max_length=64)
     task: TrainTask
     seed: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1, le=256)
@@ -193,16 +193,6 @@ class TrainConfig(Strict):
     card: CardConfig
 
     model_config = Strict.model_config | {"populate_by_name": True}
-
-    @field_validator("name")
-    @classmethod
-    def _name_chars(cls, value: str) -> str:
-        return check_model_name(value)
-
-    @field_validator("version")
-    @classmethod
-    def _version_chars(cls, value: str) -> str:
-        return check_model_version(value)
 
     @field_validator("data")
     @classmethod
