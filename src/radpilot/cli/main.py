@@ -80,6 +80,7 @@ def _register() -> None:
         stats,
         synth,
         train,
+        usecases,
         validate,
         worker,
         worklist,
@@ -96,6 +97,7 @@ def _register() -> None:
     app.command("synth")(synth.synth)
     app.command("train")(train.train)
     app.command("validate")(validate.validate)
+    app.add_typer(usecases.app, name="usecases")
     app.command("worker")(worker.worker)
     app.add_typer(audit.app, name="audit")
     app.command("worklist")(worklist.worklist)

@@ -25,6 +25,7 @@ from radpilot.models.manifest import Manifest
 from radpilot.models.package import ModelPackage
 from radpilot.models.registry import Registry, parse_label
 from radpilot.store import Database
+from radpilot.store.models_validation import ValidationReportRecord
 from radpilot.validation.binary import Options
 from radpilot.validation.cases import CaseTable, Exclusion, build_cases
 from radpilot.validation.cohort import LabelledStudy, labelled_studies, score_studies
@@ -33,6 +34,7 @@ from radpilot.validation.report import ReportInputs, build_report
 from radpilot.validation.report_html import render_html, write_pdf
 from radpilot.validation.stress import stress_curve
 from radpilot.validation.usecase import UseCase, load_use_case
+from radpilot.validation.usecase_store import get_use_case
 
 __all__ = ["validate"]
 
@@ -122,6 +124,21 @@ def _reads_by_reader(studies: list[LabelledStudy], table: CaseTable) -> dict[str
     return readers
 
 
+def _use_case(db: Database, given: str | None) -> tuple[UseCase | None, int | None]:
+    """The use case named or in the file ``given``, and its stored record's id."""
+    if not given:
+        return None, None
+    path = Path(given)
+    if path.is_file():
+        return load_use_case(path), None
+    name, _, version = given.partition(":")
+    try:
+        record, case = get_use_case(db, name, int(version) if version.isdigit() else None)
+    except LookupError as exc:
+        fail(f"{exc.args[0]} (and no file {given!r})")
+    return case, record.id
+
+
 def _store(settings_dir: Path, output: Path, model: dict[str, str]) -> Path:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     kept = settings_dir / "validation" / model["name"] / model["version"] / stamp
@@ -156,7 +173,12 @@ def validate(
         ),
     ] = None,
     use_case: Annotated[
-        Path | None, typer.Option("--use-case", exists=True, help="Use case YAML: the verdict.")
+        str | None,
+        typer.Option(
+            "--use-case",
+            help="A registered use case NAME[:VERSION] (`radpilot "
+            "usecases add`), or a use case YAML file: the verdict.",
+        ),
     ] = None,
     prevalence: Annotated[
         float | None,
@@ -216,12 +238,12 @@ def validate(
         raise typer.BadParameter("give at most one of --external-labels and --external-results")
     settings = settings_of(ctx)
     with reporting_errors():
-        case: UseCase | None = load_use_case(use_case) if use_case else None
         try:
             db = open_database(settings)
         except SQLAlchemyError as exc:
             fail(f"the database could not be used ({type(exc).__name__})")
         try:
+            case, case_pk = _use_case(db, use_case)
             registry = Registry(db, settings.models_dir)
             version = registry.get(*parse_label(model))
             package = registry.package_of(version)
@@ -266,6 +288,15 @@ def validate(
             (output / "report.html").write_text(render_html(report), encoding="utf-8")
             write_pdf(report, output / "report.pdf")
             kept = _store(settings.data_dir, output, info)
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            with db.session() as session:
+                session.add(ValidationReportRecord(
+                    model_version_pk=version.id, use_case_pk=case_pk,
+                    path=str(kept.relative_to(settings.data_dir)), sha256=digest,
+                    cases=len(table), excluded=len(table.excluded),
+                    verdict=report.get("verdict", {}).get("verdict"),
+                    created_by=getpass.getuser(),
+                ))  # fmt: skip
             AuditLog(db).append(
                 "validation.report",
                 getpass.getuser(),

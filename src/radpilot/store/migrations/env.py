@@ -5,7 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from radpilot.store import models_pipeline  # noqa: F401 - registers the pipeline tables
+from radpilot.store import (
+    models_pipeline,  # noqa: F401 - registers the pipeline tables
+    models_validation,  # noqa: F401 - and the validation tables
+)
 from radpilot.store.models import Base
 
 config = context.config
