@@ -135,3 +135,26 @@ def test_newcombe_interval_covers_the_difference() -> None:
     assert math.isnan(newcombe_difference(1, 0, 1, 2).value)
     assert _z_test(3, 3, 5, 5) == 1.0  # no variance: nothing to test
     assert _holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_clustered_cases_get_patient_bootstrap_intervals() -> None:
+    """Two studies per patient with the same read: the group intervals resample patients
+    and are wider than the Wilson interval that counts every study as independent."""
+    rng = np.random.default_rng(9)
+    rows = []
+    for patient in range(150):
+        label, hit = int(rng.random() < 0.5), rng.random() < 0.8
+        for study in range(2):
+            score = 0.9 if hit == bool(label) else 0.1
+            site = "a" if patient % 2 else "b"
+            rows.append({"case_id": f"{patient}-{study}", "patient_id": f"p{patient}",
+                         "score": score, "label": label, "site": site})  # fmt: skip
+    cases = build_cases(rows)
+    clustered = analyse_subgroups(cases, 0.5, SubgroupOptions(bootstrap=500))
+    flat = analyse_subgroups(build_cases([{**r, "patient_id": ""} for r in rows]), 0.5)
+    for site in ("a", "b"):
+        c = clustered["attributes"]["site"]["groups"][site]["sensitivity"]
+        w = flat["attributes"]["site"]["groups"][site]["sensitivity"]
+        assert c["method"].startswith("bootstrap by patient") and w["method"] == "Wilson"
+        assert c["value"] == w["value"]
+        assert c["high"] - c["low"] > w["high"] - w["low"]
