@@ -225,3 +225,24 @@ def test_sources_missing_type_2_attributes_still_give_a_valid_sr(tmp_path: Path)
     sr = pydicom.dcmread(path)
     assert sr.PatientName == "" and sr.AccessionNumber == ""
     assert "PatientName" not in ct  # the caller's dataset is not changed
+
+
+def test_an_image_highdicom_cannot_describe_is_left_out_with_a_logged_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pydicom.uid import generate_uid
+
+    from radpilot.results.library import library_headers
+
+    image = Dataset()
+    image.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # secondary capture: described
+    image.SOPInstanceUID, image.Rows, image.Columns, image.Modality = generate_uid(), 4, 4, "OT"
+    odd = Dataset()
+    odd.update(image)
+    odd.SOPClassUID, odd.SOPInstanceUID = "1.2.3.4.5.6", generate_uid()  # no image class
+    with caplog.at_level("INFO", logger="radpilot.results.library"):
+        headers = library_headers([image, odd])
+    assert [str(h.SOPInstanceUID) for h in headers] == [str(image.SOPInstanceUID)]
+    (record,) = caplog.records
+    assert "left out of the SR image library" in record.getMessage()
+    assert str(odd.SOPInstanceUID) not in record.getMessage()  # a digest, not the UID

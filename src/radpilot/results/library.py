@@ -11,13 +11,18 @@ descriptors only (modality, frame of reference, rows, columns): its copy is labe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from highdicom.sr import ImageLibraryEntryDescriptors
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from radpilot.core.logging import ref
+
 __all__ = ["library_headers"]
+
+log = logging.getLogger(__name__)
 
 _COMMON = ("SOPClassUID", "SOPInstanceUID", "Modality", "FrameOfReferenceUID", "Rows", "Columns")
 _CROSS_SECTIONAL = {"CT", "MR", "PT"}
@@ -83,7 +88,12 @@ def library_headers(sources: Sequence[Dataset]) -> list[Dataset]:
         header = _header(ds)
         try:
             ImageLibraryEntryDescriptors(header)
-        except (ValueError, AttributeError, KeyError):
+        except (ValueError, AttributeError, KeyError) as exc:
+            # kept as evidence in the SR, only not described in its image library
+            log.info(
+                "image %s left out of the SR image library: highdicom refused its "
+                "header (%s: %s)", ref(uid), type(exc).__name__, str(exc)[:200],
+            )  # fmt: skip
             continue
         headers[uid] = header
     return list(headers.values())
