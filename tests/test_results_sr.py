@@ -234,12 +234,14 @@ def test_an_image_highdicom_cannot_describe_is_left_out_with_a_logged_reason(
 
     from radpilot.results.library import library_headers
 
-    image = Dataset()
-    image.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # secondary capture: described
-    image.SOPInstanceUID, image.Rows, image.Columns, image.Modality = generate_uid(), 4, 4, "OT"
-    odd = Dataset()
-    odd.update(image)
-    odd.SOPClassUID, odd.SOPInstanceUID = "1.2.3.4.5.6", generate_uid()  # no image class
+    def header(sop_class: str) -> Dataset:
+        ds = Dataset()
+        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, generate_uid()
+        ds.Rows, ds.Columns, ds.Modality = 4, 4, "OT"
+        return ds
+
+    image = header("1.2.840.10008.5.1.4.1.1.7")  # secondary capture: described
+    odd = header("1.2.3.4.5.6")  # not an image storage class
     with caplog.at_level("INFO", logger="radpilot.results.library"):
         headers = library_headers([image, odd])
     assert [str(h.SOPInstanceUID) for h in headers] == [str(image.SOPInstanceUID)]
