@@ -13,7 +13,6 @@ split keeps a patient's studies together. Sex and age come from the index.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter, defaultdict
 
 import pydicom
@@ -22,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radpilot.core.settings import Settings
+from radpilot.data.adjudication import latest_reads, majority_vote
 from radpilot.store import Database
 from radpilot.store.models import CaseAttribute, Instance, Read, Series, Study
 from radpilot.training.config import TrainConfig
@@ -30,26 +30,11 @@ from radpilot.training.data_dicom import Collected, split_of
 
 __all__ = ["adjudicate", "load_cohort"]
 
-_OLDEST = dt.datetime.min.replace(tzinfo=dt.UTC)
-
-
-def _when(read: Read) -> tuple[dt.datetime, int]:
-    at = read.read_at
-    if at is not None and at.tzinfo is None:
-        at = at.replace(tzinfo=dt.UTC)
-    return (at or _OLDEST, read.id)
-
 
 def adjudicate(reads: list[Read]) -> int | None:
     """The majority of the readers' latest values (1 or 0), or None on a tie."""
-    latest: dict[str, Read] = {}
-    for read in reads:
-        if read.reader not in latest or _when(read) > _when(latest[read.reader]):
-            latest[read.reader] = read
-    votes = Counter(1 if r.value else 0 for r in latest.values())
-    if votes[1] == votes[0]:
-        return None
-    return 1 if votes[1] > votes[0] else 0
+    ordered = sorted(reads, key=lambda r: r.id)  # same time: the later import counts
+    return majority_vote(latest_reads((r.reader, r.read_at, r.value) for r in ordered).values())
 
 
 def _labels(session: Session, config: TrainConfig, excluded: Counter[str]) -> dict[int, int]:

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from radpilot.core.errors import ModelError
+from radpilot.data.adjudication import latest_reads, majority_vote
 from radpilot.data.labels_csv import RowError, parse_row, read_table
 from radpilot.data.labels_match import RowIssue, match_rows
 from radpilot.models.inference import LoadedModel
@@ -46,21 +47,6 @@ class LabelledStudy:
     attributes: dict[str, str]
     files: list[str]
     reads: dict[str, int]  # each reader's latest read
-
-
-def _latest(reads: list[tuple[str, dt.datetime | None, int]]) -> dict[str, int]:
-    latest: dict[str, tuple[dt.datetime, int]] = {}
-    for reader, at, value in reads:
-        when = at or dt.datetime.min.replace(tzinfo=dt.UTC)
-        if reader not in latest or when >= latest[reader][0]:
-            latest[reader] = (when, value)
-    return {reader: value for reader, (_, value) in latest.items()}
-
-
-def _adjudicate(latest: dict[str, int]) -> int | None:
-    votes = list(latest.values())
-    positive, negative = votes.count(1), votes.count(0)
-    return None if positive == negative else int(positive > negative)
 
 
 def _study(
@@ -126,8 +112,8 @@ def labelled_studies(
         wanted_modalities = {m.upper() for m in modalities}
         for pk, study_reads in reads.items():
             study, attributes, files = _study(session, pk, wanted_modalities)
-            latest = _latest(study_reads)
-            label = _adjudicate(latest)
+            latest = latest_reads(study_reads)
+            label = majority_vote(latest.values())
             if label is None:
                 excluded.append(Exclusion(study.study_instance_uid, "tie between readers"))
                 continue

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from radpilot.data.adjudication import majority_vote
 from radpilot.validation import bootstrap as bs
 from radpilot.validation.stats import Estimate, wilson
 
@@ -79,9 +80,7 @@ def fleiss_kappa(counts: npt.NDArray[np.int64], reps: int = 2000, seed: int = 0)
 def majority(reads: Reads, case: str, leave_out: str | None = None) -> int | None:
     """The majority label of ``case`` over the readers (but ``leave_out``); None on a tie
     or when nobody read it."""
-    votes = [r[case] for name, r in reads.items() if name != leave_out and case in r]
-    positive, negative = votes.count(1), votes.count(0)
-    return None if positive == negative else int(positive > negative)
+    return majority_vote(r[case] for name, r in reads.items() if name != leave_out and case in r)
 
 
 def mcnemar_exact(b: int, c: int) -> float:
