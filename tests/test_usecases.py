@@ -97,3 +97,15 @@ def test_validate_names_a_stored_use_case_and_keeps_the_report(tmp_path: Path) -
             str(results), "--use-case", "nothing-like-it", "--output", str(out)]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "no use case 'nothing-like-it'" in result.output
+
+
+def test_a_prevalence_of_0_or_1_is_a_usage_error(tmp_path: Path) -> None:
+    _register()
+    results = tmp_path / "results.csv"
+    results.write_text("case_id,score,label\na,0.9,1\nb,0.1,0\n")
+    for value in ("0", "1"):
+        args = ["--data-dir", str(tmp_path / "rp"), "validate", "--model", "m",
+                "--results", str(results), "--output", str(tmp_path / "o"),
+                "--prevalence", value]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "strictly between 0 and 1" in result.output

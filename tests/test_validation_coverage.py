@@ -77,9 +77,8 @@ def test_patient_bootstrap_covers_where_studies_of_a_patient_are_alike() -> None
     boot, naive = [], []
     for sim in range(600):
         index, hit = draw(120)
-        est = bs.interval(float(hit.mean()),
-                          lambda w, h=hit: bs.weighted_proportion(w, h, np.ones_like(h)),
-                          index, reps=400, seed=sim)  # fmt: skip
+        est = bs.interval(float(hit.mean()), bs.ratio(hit, np.ones_like(hit)), index,
+                          reps=400, seed=sim)  # fmt: skip
         boot.append((est.low, est.high))
         w = wilson(int(hit.sum()), len(hit))
         naive.append((w.low, w.high))

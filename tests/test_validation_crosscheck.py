@@ -164,7 +164,8 @@ def test_weighted_bootstrap_statistics_are_the_weighted_metrics(
     index = np.arange(len(labels))
     (weights,) = list(bs.replicate_weights(index, 5, seed=3, chunk=5))[:1]
     aucs = bs.weighted_auc(weights, scores, labels)
-    sens = bs.weighted_proportion(weights, scores >= 0.5, labels == 1)
+    ratio = bs.ratio((scores >= 0.5) & (labels == 1), labels == 1)
+    sens = ratio.combine(weights @ ratio.columns)
     for w, auc, s in zip(weights, aucs, sens, strict=True):
         assert auc == pytest.approx(roc_auc_score(labels, scores, sample_weight=w), abs=1e-12)
         assert s == pytest.approx(recall_score(labels, scores >= 0.5, sample_weight=w))

@@ -54,7 +54,7 @@ def test_auc_difference_interval_covers_the_truth() -> None:
     hits = 0
     labels = np.r_[np.ones(70), np.zeros(90)].astype(np.int64)
     ids = [str(i) for i in range(len(labels))]
-    for _ in range(1500):
+    for i in range(1500):
         a = np.r_[rng.normal(1.0, 1, 70), rng.normal(0, 1, 90)]
         b = np.r_[rng.normal(1.5, 1, 70), rng.normal(0, 1, 90)]
         first, second = CaseTable(ids, ids, a, labels), CaseTable(ids, ids, b, labels)
@@ -63,7 +63,7 @@ def test_auc_difference_interval_covers_the_truth() -> None:
         d = db[0] - da[0]
         half = 1.959963984540054 * math.sqrt(da[1] + db[1])
         hits += d - half <= truth <= d + half
-        if _ == 0:  # the module computes exactly this
+        if i == 0:  # the module computes exactly this
             got = compare_sets(first, second, {"t": 0.5})["difference"]["auc"]
             assert (got["low"], got["high"]) == pytest.approx((d - half, d + half))
     assert 0.93 <= hits / 1500 <= 0.97

@@ -5,6 +5,7 @@ Exit status: 0 success, 1 failure (one line on stderr), 2 bad usage (Typer's own
 
 from __future__ import annotations
 
+import getpass
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from radpilot.core.errors import ConfigurationError, RadpilotError
 from radpilot.core.settings import Settings, load_settings
@@ -72,3 +74,30 @@ def reporting_errors() -> Iterator[None]:
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.strerror or exc} ({Path(exc.filename).name if exc.filename else 'I/O'})")
+
+
+def current_user() -> str:
+    """The login name, for ``added_by`` and audit entries (``unknown`` where there is none)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in some containers
+        return "unknown"
+
+
+@contextmanager
+def database(ctx: typer.Context) -> Iterator[Database]:
+    """The installation's migrated database for one command; radpilot's own errors and an
+    unusable database end the command with one line and status 1."""
+    settings = settings_of(ctx)
+    with reporting_errors():
+        try:
+            db = open_database(settings)
+            try:
+                yield db
+            finally:
+                db.dispose()
+        except SQLAlchemyError as exc:
+            fail(
+                f"the database could not be used ({type(exc).__name__}); check "
+                "RADPILOT_DATABASE_URL and that the server is reachable"
+            )

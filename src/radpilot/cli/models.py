@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import getpass
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,9 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
-from radpilot.cli.context import fail, open_database, reporting_errors, settings_of
+from radpilot.cli.context import current_user, database, settings_of
 from radpilot.models.registry import Registry, parse_label
 from radpilot.store.models_pipeline import AuditEntry, ModelState, ModelVersion
 
@@ -43,28 +41,10 @@ FormatOption = Annotated[
 ]
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no login name in some containers
-        return "unknown"
-
-
 @contextmanager
 def _registry(ctx: typer.Context) -> Iterator[Registry]:
-    settings = settings_of(ctx)
-    with reporting_errors():
-        try:
-            db = open_database(settings)
-            try:
-                yield Registry(db, settings.models_dir)
-            finally:
-                db.dispose()
-        except SQLAlchemyError as exc:
-            fail(
-                f"the database could not be used ({type(exc).__name__}); check "
-                "RADPILOT_DATABASE_URL and that the server is reachable"
-            )
+    with database(ctx) as db:
+        yield Registry(db, settings_of(ctx).models_dir)
 
 
 def _when(value: dt.datetime | None) -> str | None:
@@ -113,7 +93,7 @@ def add_command(
     """Register a model PACKAGE (state: registered) and copy it into the data dir."""
     with _registry(ctx) as registry:
         known = {v.id for v in registry.list()}
-        version = registry.add(package, by or _user())
+        version = registry.add(package, by or current_user())
     new = version.id not in known
     data = {**_row(version), "new": new}
 
@@ -209,7 +189,7 @@ def set_state_command(
         raise typer.BadParameter("name the version: NAME:VERSION", param_hint="MODEL")
     with _registry(ctx) as registry:
         before = registry.get(name, version_name).state
-        version = registry.set_state(name, version_name, state, by or _user(), reason)
+        version = registry.set_state(name, version_name, state, by or current_user(), reason)
     data = {**_row(version), "previous_state": before.value}
 
     def table() -> None:

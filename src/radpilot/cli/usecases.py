@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,9 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.exc import SQLAlchemyError
 
-from radpilot.cli.context import fail, open_database, reporting_errors, settings_of
+from radpilot.cli.context import current_user, database, fail
 from radpilot.store import Database
 from radpilot.validation.usecase_store import add_use_case, get_use_case, list_use_cases
 
@@ -25,25 +23,11 @@ app = typer.Typer(
 )
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"
-
-
 @contextmanager
 def _database(ctx: typer.Context) -> Iterator[Database]:
-    settings = settings_of(ctx)
-    with reporting_errors():
+    with database(ctx) as db:
         try:
-            db = open_database(settings)
-            try:
-                yield db
-            finally:
-                db.dispose()
-        except SQLAlchemyError as exc:
-            fail(f"the database could not be used ({type(exc).__name__})")
+            yield db
         except LookupError as exc:
             fail(str(exc.args[0]))
 
@@ -55,7 +39,7 @@ def add(
 ) -> None:
     """Store a use case (a new version when its name exists with other content)."""
     with _database(ctx) as db:
-        record, new = add_use_case(db, file, _user())
+        record, new = add_use_case(db, file, current_user())
     state = "added" if new else "unchanged (the same content is stored)"
     typer.echo(f"use case {record.name}:{record.version} {state}")
 

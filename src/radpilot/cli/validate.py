@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import getpass
 import hashlib
 import json
 import shutil
@@ -15,9 +14,8 @@ import numpy as np
 import pydicom
 import typer
 from pydicom.dataset import Dataset
-from sqlalchemy.exc import SQLAlchemyError
 
-from radpilot.cli.context import fail, open_database, reporting_errors, settings_of
+from radpilot.cli.context import current_user, database, fail, settings_of
 from radpilot.data.synth_perturb import PerturbationName
 from radpilot.governance.audit import AuditLog
 from radpilot.models.inference import load_model
@@ -236,77 +234,70 @@ def validate(
         raise typer.BadParameter("--stress needs --labels: it perturbs the studies' images")
     if external_labels is not None and external_results is not None:
         raise typer.BadParameter("give at most one of --external-labels and --external-results")
+    if prevalence is not None and not 0.0 < prevalence < 1.0:
+        raise typer.BadParameter("--prevalence must lie strictly between 0 and 1")
     settings = settings_of(ctx)
-    with reporting_errors():
-        try:
-            db = open_database(settings)
-        except SQLAlchemyError as exc:
-            fail(f"the database could not be used ({type(exc).__name__})")
-        try:
-            case, case_pk = _use_case(db, use_case)
-            registry = Registry(db, settings.models_dir)
-            version = registry.get(*parse_label(model))
-            package = registry.package_of(version)
-            manifest = package.manifest
-            name, thresholds, default = _finding(
-                manifest, finding or (case.finding if case else None)
+    with database(ctx) as db:
+        case, case_pk = _use_case(db, use_case)
+        registry = Registry(db, settings.models_dir)
+        version = registry.get(*parse_label(model))
+        package = registry.package_of(version)
+        manifest = package.manifest
+        name, thresholds, default = _finding(manifest, finding or (case.finding if case else None))
+        info = {"name": version.name, "version": version.version,
+                "weights_sha256": version.weights_sha256}  # fmt: skip
+        archive = settings.archive_dir
+        table, source, studies = _collect(db, archive, package, name, labels, results)
+        other = None
+        if external_labels is not None or external_results is not None:
+            other, other_source, _ = _collect(
+                db, archive, package, name, external_labels, external_results
             )
-            info = {"name": version.name, "version": version.version,
-                    "weights_sha256": version.weights_sha256}  # fmt: skip
-            archive = settings.archive_dir
-            table, source, studies = _collect(db, archive, package, name, labels, results)
-            other = None
-            if external_labels is not None or external_results is not None:
-                other, other_source, _ = _collect(
-                    db, archive, package, name, external_labels, external_results
-                )
-                source = f"{source}; external: {other_source}"
-            options = Options(
-                prevalence=prevalence
-                if prevalence is not None
-                else (case.prevalence if case else None),
-                bootstrap=bootstrap,
-                seed=seed,
-            )
-            inputs = ReportInputs(info, name, thresholds, default, use_case=case,
-                                  options=options, source=source,
-                                  body=case.case_noun if case else "studies",
-                                  external=other, names=_names(names))  # fmt: skip
-            report = build_report(table, inputs)
-            readers = _reads_by_reader(studies, table)
-            if len(readers) >= 2:
-                calls = dict(zip(table.case_ids, (table.scores >= thresholds[default]).tolist(),
-                                 strict=True))  # fmt: skip
-                report["readers"] = compare_readers(readers, calls, bootstrap, seed)
-            if stress:
-                curves = _stress(package, studies, table, name, thresholds[default],
-                                 stress, stress_cases, archive)  # fmt: skip
-                report["stress"] = curves
-            output.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(report, indent=1, allow_nan=True)
-            (output / "report.json").write_text(text, encoding="utf-8")
-            (output / "report.html").write_text(render_html(report), encoding="utf-8")
-            write_pdf(report, output / "report.pdf")
-            kept = _store(settings.data_dir, output, info)
-            digest = hashlib.sha256(text.encode()).hexdigest()
-            with db.session() as session:
-                session.add(ValidationReportRecord(
-                    model_version_pk=version.id, use_case_pk=case_pk,
-                    path=str(kept.relative_to(settings.data_dir)), sha256=digest,
-                    cases=len(table), excluded=len(table.excluded),
-                    verdict=report.get("verdict", {}).get("verdict"),
-                    created_by=getpass.getuser(),
-                ))  # fmt: skip
-            AuditLog(db).append(
-                "validation.report",
-                getpass.getuser(),
-                f"{info['name']}:{info['version']}",
-                {"sha256": hashlib.sha256(text.encode()).hexdigest(), "cases": len(table),
-                 "excluded": len(table.excluded),
-                 "verdict": report.get("verdict", {}).get("verdict")},
-            )  # fmt: skip
-        finally:
-            db.dispose()
+            source = f"{source}; external: {other_source}"
+        options = Options(
+            prevalence=prevalence
+            if prevalence is not None
+            else (case.prevalence if case else None),
+            bootstrap=bootstrap,
+            seed=seed,
+        )
+        inputs = ReportInputs(info, name, thresholds, default, use_case=case,
+                              options=options, source=source,
+                              body=case.case_noun if case else "studies",
+                              external=other, names=_names(names))  # fmt: skip
+        report = build_report(table, inputs)
+        readers = _reads_by_reader(studies, table)
+        if len(readers) >= 2:
+            calls = dict(zip(table.case_ids, (table.scores >= thresholds[default]).tolist(),
+                             strict=True))  # fmt: skip
+            report["readers"] = compare_readers(readers, calls, bootstrap, seed)
+        if stress:
+            curves = _stress(package, studies, table, name, thresholds[default],
+                             stress, stress_cases, archive)  # fmt: skip
+            report["stress"] = curves
+        output.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(report, indent=1, allow_nan=True)
+        (output / "report.json").write_text(text, encoding="utf-8")
+        (output / "report.html").write_text(render_html(report), encoding="utf-8")
+        write_pdf(report, output / "report.pdf")
+        kept = _store(settings.data_dir, output, info)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        with db.session() as session:
+            session.add(ValidationReportRecord(
+                model_version_pk=version.id, use_case_pk=case_pk,
+                path=str(kept.relative_to(settings.data_dir)), sha256=digest,
+                cases=len(table), excluded=len(table.excluded),
+                verdict=report.get("verdict", {}).get("verdict"),
+                created_by=current_user(),
+            ))  # fmt: skip
+        AuditLog(db).append(
+            "validation.report",
+            current_user(),
+            f"{info['name']}:{info['version']}",
+            {"sha256": hashlib.sha256(text.encode()).hexdigest(), "cases": len(table),
+             "excluded": len(table.excluded),
+             "verdict": report.get("verdict", {}).get("verdict")},
+        )  # fmt: skip
     for line in report["summary"]:
         typer.echo(line)
     typer.echo(f"report: {output / 'report.html'} (kept in {kept})")

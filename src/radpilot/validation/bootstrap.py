@@ -25,7 +25,6 @@ __all__ = [
     "ratio",
     "replicate_weights",
     "weighted_auc",
-    "weighted_proportion",
 ]
 
 Floats = npt.NDArray[np.float64]
@@ -75,17 +74,6 @@ def replicate_weights(
         counts = np.bincount(drawn.ravel(), minlength=size * patients).reshape(size, patients)
         yield counts[:, patient_index].astype(np.float64)
         done += size
-
-
-def weighted_proportion(weights: Weights, numerator: npt.NDArray[np.bool_],
-                        denominator: npt.NDArray[np.bool_]) -> Floats:  # fmt: skip
-    """Per replicate: weighted count of ``numerator & denominator`` over that of
-    ``denominator`` (NaN where a replicate has no denominator case)."""
-    den = weights @ denominator.astype(np.float64)
-    num = weights @ (numerator & denominator).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out: Floats = num / den
-    return out
 
 
 def weighted_auc(weights: Weights, scores: Floats, labels: Ints) -> Floats:

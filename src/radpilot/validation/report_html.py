@@ -35,7 +35,7 @@ def _cases(report: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 
 def _roc(report: dict[str, Any]) -> Figure:
     scores, labels = _cases(report)
-    cuts, sens, spec = roc_points(scores, labels)
+    _, sens, spec = roc_points(scores, labels)
     positives = int(labels.sum())
     band = [wilson(round(s * positives), positives) for s in sens]
     figure = new_figure(4.2, 4.0)
@@ -53,7 +53,6 @@ def _roc(report: dict[str, Any]) -> Figure:
                       textcoords="offset points", fontsize=8)  # fmt: skip
     axes.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01))
     axes.legend(loc="lower right", fontsize=8)
-    del cuts
     return figure
 
 
