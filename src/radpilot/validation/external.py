@@ -49,15 +49,17 @@ def compare_sets(
     operating_points: Mapping[str, float],
     names: tuple[str, str] = ("internal", "external"),
     options: Options | None = None,
+    first_report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Both sets' metrics and ``second - first`` with its CI, per package operating point.
 
-    Note: AUC intervals of the difference use DeLong's variances (unclustered); the sets
-    are assumed to share no patient.
+    ``first_report``: ``first``'s :func:`evaluate_binary` with the same points and options,
+    where the caller has it already. AUC intervals of the difference use DeLong's
+    variances (unclustered); the sets are assumed to share no patient.
     """
     options = options or Options()
     reports = {
-        names[0]: evaluate_binary(first, operating_points, options),
+        names[0]: first_report or evaluate_binary(first, operating_points, options),
         names[1]: evaluate_binary(second, operating_points, options),
     }
     auc = _auc_difference(first, second)

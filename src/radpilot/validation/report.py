@@ -135,7 +135,7 @@ def build_report(table: CaseTable, inputs: ReportInputs) -> dict[str, Any]:
     judged = binary
     if inputs.external is not None:
         external = compare_sets(table, inputs.external, inputs.operating_points,
-                                inputs.names, inputs.options)  # fmt: skip
+                                inputs.names, inputs.options, first_report=binary)  # fmt: skip
         report["external"] = external
         judged = external["reports"][inputs.names[1]]
     if inputs.use_case is not None:
