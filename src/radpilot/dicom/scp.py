@@ -28,6 +28,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from radpilot.core.settings import Settings
+from radpilot.dicom.acceptor import handler_class
 from radpilot.dicom.intake import Arrival, Intake
 from radpilot.dicom.status import Status
 from radpilot.dicom.writing import part10
@@ -146,6 +147,7 @@ class Receiver:
                 (self.settings.dicom_host, self.settings.dicom_port),
                 evt_handlers=handlers,
                 server_class=server_class,
+                request_handler=handler_class(poll_delay=self.settings.dicom_poll_delay),
             ),
         )
         # As AE.start_server(block=False) does: the AE tracks its servers so that
