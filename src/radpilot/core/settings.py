@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     destinations: Annotated[list[Destination], NoDecode] = Field(default_factory=list)
     delivery_retry_seconds: float = Field(5.0, ge=0)
     delivery_retry_max_seconds: float = Field(300.0, gt=0)
+    delivery_keepalive_seconds: float = Field(10.0, ge=0)  # C-STORE association kept open
     http_host: str = "127.0.0.1"
 
     # web API; authentication is radpilot.web.deps.authenticate (docs/api.md)

@@ -149,6 +149,7 @@ class Outbox:
         self.poll_seconds = poll_seconds
         self.batch_limit = batch_limit
         self._destinations = {d.name: d for d in settings.destinations}
+        self._senders: dict[str, Sender] = {}  # kept: a C-STORE sender holds its association
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -169,6 +170,23 @@ class Outbox:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.close_senders()
+
+    def close_senders(self) -> None:
+        """Release the associations the C-STORE senders keep open between passes."""
+        senders, self._senders = list(self._senders.values()), {}
+        for sender in senders:
+            if isinstance(sender, CStoreSender):
+                sender.close()
+
+    def _expire_senders(self) -> float | None:
+        """Release kept associations whose time is up; seconds until the next expiry."""
+        lefts = [
+            left
+            for sender in self._senders.values()
+            if isinstance(sender, CStoreSender) and (left := sender.expire()) is not None
+        ]
+        return min(lefts) if lefts else None
 
     def wake(self) -> None:
         """Make the thread run a pass now (call it after committing new deliveries)."""
@@ -178,13 +196,14 @@ class Outbox:
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                report = self.deliver_due()
+                report = self.deliver_due(keep_associations=True)
                 full = report.claimed >= self.batch_limit or report.released > 0
                 wait = 0.0 if full else self._seconds_to_next_due()
             except Exception:  # the thread must outlive a database outage
                 log.exception("a delivery pass failed; trying again in %s s", self.poll_seconds)
                 wait = self.poll_seconds
-            self._wake.wait(wait)
+            expiry = self._expire_senders()
+            self._wake.wait(wait if expiry is None else min(wait, expiry + 0.01))
 
     def _seconds_to_next_due(self) -> float:
         with self.db.session() as session:
@@ -199,8 +218,14 @@ class Outbox:
         return min(max(seconds, 0.05), self.poll_seconds)
 
     # one pass -------------------------------------------------------------------------------
-    def deliver_due(self, now: dt.datetime | None = None) -> DeliveryReport:
+    def deliver_due(
+        self, now: dt.datetime | None = None, *, keep_associations: bool = False
+    ) -> DeliveryReport:
         """Claim the due pending rows, send them by destination, record each outcome.
+
+        With ``keep_associations`` (the background thread), C-STORE associations stay
+        open for ``delivery_keepalive_seconds`` to carry the next pass's objects; a direct
+        call releases them before it returns.
 
         ``now`` (UTC) replaces the clock for choosing due rows, the backoff and
         ``delivered_at``; leave it out except in tests. A destination that cannot be
@@ -218,9 +243,13 @@ class Outbox:
         for item in self._claim(at):
             groups.setdefault(item.destination, []).append(item)
             report.claimed += 1
-        for name, group in groups.items():
-            outcomes = self._send(name, group)
-            self.settler.record(group, outcomes, now, report)
+        try:
+            for name, group in groups.items():
+                outcomes = self._send(name, group)
+                self.settler.record(group, outcomes, now, report)
+        finally:
+            if not keep_associations:
+                self.close_senders()
         return report
 
     def _claim(self, now: dt.datetime) -> list[Claim]:
@@ -306,7 +335,17 @@ class Outbox:
         return [outcomes[i] for i in range(len(group))]
 
     def _sender(self, destination: Destination) -> Sender:
-        timeout = self.settings.network_timeout
-        if destination.kind == "stowrs":
-            return StowSender(destination, timeout=timeout)
-        return CStoreSender(destination, self.settings.ae_title, timeout=timeout)
+        sender = self._senders.get(destination.name)
+        if sender is None:
+            timeout = self.settings.network_timeout
+            if destination.kind == "stowrs":
+                sender = StowSender(destination, timeout=timeout)
+            else:
+                sender = CStoreSender(
+                    destination,
+                    self.settings.ae_title,
+                    timeout=timeout,
+                    keepalive=self.settings.delivery_keepalive_seconds,
+                )
+            self._senders[destination.name] = sender
+        return sender

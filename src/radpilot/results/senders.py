@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,15 +70,36 @@ class CStoreSender:
     timeout
         Seconds allowed for connecting, association negotiation, each DIMSE response and
         network silence.
+    keepalive
+        Keep the association open this many seconds after a batch and use it for the next
+        batch whose objects it has accepted contexts for (0: release after every batch).
+        Opening and releasing an association cost about as much as the C-STORE of an SR
+        (docs/delivery.md). Keep it below the peer's idle timeout (Orthanc: 30 s) and
+        below ``timeout``; an association the peer closed meanwhile is noticed before use,
+        and a batch that finds it dead as it starts is sent again on a new one.
     """
 
-    def __init__(self, destination: Destination, ae_title: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        destination: Destination,
+        ae_title: str,
+        *,
+        timeout: float = 30.0,
+        keepalive: float = 0.0,
+    ) -> None:
         self.destination = destination
         self.ae_title = ae_title
         self.timeout = timeout
+        self.keepalive = min(keepalive, timeout / 2)
         #: Whether the last association's socket reported TCP_NODELAY on (None: none opened).
         self.nodelay: bool | None = None
+        #: Associations opened so far (for tests and the delivery benchmark).
+        self.opened = 0
         self._socket: socket.socket | None = None  # set once connected
+        self._held: Association | None = None
+        self._held_socket: socket.socket | None = None
+        self._held_until = 0.0
+        self._lock = threading.Lock()
 
     def send(self, paths: Sequence[Path], *, deadline: float | None = None) -> list[SendOutcome]:
         """C-STORE ``paths``, one outcome per path in order.
@@ -100,19 +122,104 @@ class CStoreSender:
                 contexts = set()
             contexts.add(key)
             batches[-1].append((index, item))
-        for batch in batches:
-            results.update(self._send_batch(batch, deadline))
+        with self._lock:
+            for batch in batches:
+                results.update(self._send_batch(batch, deadline))
         return [results[i] for i in range(len(paths))]
+
+    def close(self) -> None:
+        """Release the association kept open for the next batch, if any."""
+        with self._lock:
+            self._drop_held(release=True)
+
+    def expire(self) -> float | None:
+        """Release the kept association if its time is up.
+
+        Returns
+        -------
+        float or None
+            Seconds until the kept association expires, or None when none is kept.
+        """
+        with self._lock:
+            if self._held is None:
+                return None
+            left = self._held_until - time.monotonic()
+            if left > 0 and self._held.is_established:
+                return left
+            self._drop_held(release=True)
+            return None
 
     def _send_batch(
         self, batch: list[tuple[int, Sendable]], deadline: float | None
     ) -> dict[int, SendOutcome]:
+        raw = bool(_config.STORE_SEND_CHUNKED_DATASET)
+        held = self._take_held(batch, raw=raw)
+        if held is not None:
+            out = self._store_each(held, batch, deadline, raw=raw)
+            if not _died_at_start(out, batch):
+                self._keep_or_release(held)
+                return out
+            log.info("the kept association was closed by the peer; opening a new one")
+            self._close(held)
+        assoc = self._open(batch, raw=raw)
+        try:
+            if not assoc.is_established:
+                return self._not_established(assoc, batch)
+            return self._store_each(assoc, batch, deadline, raw=raw)
+        finally:
+            self._keep_or_release(assoc)
+
+    # the kept association ---------------------------------------------------------------
+    def _take_held(self, batch: list[tuple[int, Sendable]], *, raw: bool) -> Association | None:
+        """The kept association if it is alive, in time and can carry every object."""
+        assoc = self._held
+        if assoc is None:
+            return None
+        if not assoc.is_established or time.monotonic() > self._held_until:
+            self._drop_held(release=True)
+            return None
+        accepted: dict[str, set[str]] = {}
+        for cx in assoc.accepted_contexts:
+            accepted.setdefault(str(cx.abstract_syntax), set()).update(
+                str(ts) for ts in cx.transfer_syntax
+            )
+        for _, item in batch:
+            syntaxes = accepted.get(item.sop_class, set())
+            usable = {item.transfer_syntax}
+            if item.transfer_syntax in _UNCOMPRESSED and not raw:
+                usable |= set(_UNCOMPRESSED)
+            if not syntaxes & usable:
+                self._drop_held(release=True)  # a new association proposes the new classes
+                return None
+        self._held = None
+        self._socket = self._held_socket
+        return assoc
+
+    def _keep_or_release(self, assoc: Association) -> None:
+        if self.keepalive > 0 and assoc.is_established:
+            self._held, self._held_socket = assoc, self._socket
+            self._held_until = time.monotonic() + self.keepalive
+            return
+        if assoc.is_established:
+            assoc.release()
+        self._close(assoc)
+
+    def _drop_held(self, *, release: bool) -> None:
+        assoc, self._held = self._held, None
+        if assoc is None:
+            return
+        self._socket = self._held_socket
+        if release and assoc.is_established:
+            assoc.release()
+        self._close(assoc)
+
+    # one association ------------------------------------------------------------------------
+    def _open(self, batch: list[tuple[int, Sendable]], *, raw: bool) -> Association:
         ae = AE(ae_title=self.ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout
         ae.connection_timeout = self.timeout
         # Raw mode (pynetdicom streams each file's bytes as they are) needs the file's own
         # transfer syntax accepted: no alternatives are offered then.
-        raw = bool(_config.STORE_SEND_CHUNKED_DATASET)
         proposed: dict[str, set[str]] = {}
         for _, item in batch:
             syntaxes = [item.transfer_syntax]
@@ -122,20 +229,13 @@ class CStoreSender:
                 ae.add_requested_context(item.sop_class, syntaxes)
                 proposed[item.sop_class].update(syntaxes)
         self._socket = None
-        assoc = ae.associate(
+        self.opened += 1
+        return ae.associate(
             self.destination.host,
             self.destination.port,
             ae_title=self.destination.ae_title,
             evt_handlers=[(evt.EVT_CONN_OPEN, self._on_open)],
         )
-        try:
-            if not assoc.is_established:
-                return self._not_established(assoc, batch)
-            return self._store_each(assoc, batch, deadline, raw=raw)
-        finally:
-            if assoc.is_established:
-                assoc.release()
-            self._close(assoc)
 
     def _close(self, assoc: Association) -> None:
         """Close the socket once the association's thread is done with it.
@@ -240,3 +340,14 @@ class CStoreSender:
         self._socket = sock
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.nodelay = bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+def _died_at_start(out: dict[int, SendOutcome], batch: list[tuple[int, Sendable]]) -> bool:
+    """A reused association that failed on its first object without any answer."""
+    first = out.get(batch[0][0]) if batch else None
+    return (
+        first is not None
+        and first.verdict is Verdict.RETRY
+        and first.status is None
+        and first.reason in ("association lost", "no response (timeout or association aborted)")
+    )
