@@ -20,10 +20,10 @@ from radpilot.models.package import ModelPackage
 from radpilot.validation.cases import CaseTable, build_cases
 from radpilot.validation.subgroups import (
     SubgroupOptions,
-    _holm,
     _z_test,
     age_band,
     analyse_subgroups,
+    holm,
     newcombe_difference,
 )
 from tests.reference_helpers import NPZ, PACKAGE, pneumonia_scores
@@ -134,7 +134,7 @@ def test_newcombe_interval_covers_the_difference() -> None:
     assert 0.93 <= hits / 3000 <= 0.97
     assert math.isnan(newcombe_difference(1, 0, 1, 2).value)
     assert _z_test(3, 3, 5, 5) == 1.0  # no variance: nothing to test
-    assert _holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
 
 
 def test_clustered_cases_get_patient_bootstrap_intervals() -> None:

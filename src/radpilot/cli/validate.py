@@ -19,7 +19,7 @@ from radpilot.cli.context import current_user, database, fail, settings_of
 from radpilot.data.synth_perturb import PerturbationName
 from radpilot.governance.audit import AuditLog
 from radpilot.models.inference import load_model
-from radpilot.models.manifest import Manifest
+from radpilot.models.manifest import Manifest, Task
 from radpilot.models.package import ModelPackage
 from radpilot.models.registry import Registry, parse_label
 from radpilot.store import Database
@@ -27,6 +27,7 @@ from radpilot.store.models_validation import ValidationReportRecord
 from radpilot.validation.binary import Options
 from radpilot.validation.cases import CaseTable, Exclusion, build_cases
 from radpilot.validation.cohort import LabelledStudy, labelled_studies, score_studies
+from radpilot.validation.measurement_report import measurement_figures, render_measurement_html
 from radpilot.validation.readers import compare_readers
 from radpilot.validation.report import ReportInputs, build_report
 from radpilot.validation.report_html import render_html, write_pdf
@@ -243,9 +244,23 @@ def validate(
         version = registry.get(*parse_label(model))
         package = registry.package_of(version)
         manifest = package.manifest
-        name, thresholds, default = _finding(manifest, finding or (case.finding if case else None))
         info = {"name": version.name, "version": version.version,
                 "weights_sha256": version.weights_sha256}  # fmt: skip
+        if manifest.task is Task.MEASUREMENT:
+            from radpilot.cli.validate_measurement import validate_measurement
+
+            given = {"--labels": labels, "--external-labels": external_labels,
+                     "--external-results": external_results, "--stress": stress}  # fmt: skip
+            report, n, n_out = validate_measurement(
+                results, [k for k, v in given.items() if v], finding, case, info, bootstrap, seed
+            )
+            kept = publish(db, settings.data_dir, output, report, version, case_pk,
+                           cases=n, excluded=n_out)  # fmt: skip
+            for line in report["summary"]:
+                typer.echo(line)
+            typer.echo(f"report: {output / 'report.html'} (kept in {kept})")
+            return
+        name, thresholds, default = _finding(manifest, finding or (case.finding if case else None))
         archive = settings.archive_dir
         table, source, studies = _collect(db, archive, package, name, labels, results)
         other = None
@@ -275,29 +290,42 @@ def validate(
             curves = _stress(package, studies, table, name, thresholds[default],
                              stress, stress_cases, archive)  # fmt: skip
             report["stress"] = curves
-        output.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(report, indent=1, allow_nan=True)
-        (output / "report.json").write_text(text, encoding="utf-8")
-        (output / "report.html").write_text(render_html(report), encoding="utf-8")
-        write_pdf(report, output / "report.pdf")
-        kept = _store(settings.data_dir, output, info)
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        with db.session() as session:
-            session.add(ValidationReportRecord(
-                model_version_pk=version.id, use_case_pk=case_pk,
-                path=str(kept.relative_to(settings.data_dir)), sha256=digest,
-                cases=len(table), excluded=len(table.excluded),
-                verdict=report.get("verdict", {}).get("verdict"),
-                created_by=current_user(),
-            ))  # fmt: skip
-        AuditLog(db).append(
-            "validation.report",
-            current_user(),
-            f"{info['name']}:{info['version']}",
-            {"sha256": hashlib.sha256(text.encode()).hexdigest(), "cases": len(table),
-             "excluded": len(table.excluded),
-             "verdict": report.get("verdict", {}).get("verdict")},
-        )  # fmt: skip
+        kept = publish(db, settings.data_dir, output, report, version, case_pk,
+                       cases=len(table), excluded=len(table.excluded))  # fmt: skip
     for line in report["summary"]:
         typer.echo(line)
     typer.echo(f"report: {output / 'report.html'} (kept in {kept})")
+
+
+def publish(
+    db: Database, data_dir: Path, output: Path, report: dict[str, Any], version: Any,
+    case_pk: int | None, *, cases: int, excluded: int,
+) -> Path:  # fmt: skip
+    """Write report.json, report.html and report.pdf to ``output``, keep a copy with the
+    model version, record it and audit it; return where the copy lies."""
+    output.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report, indent=1, allow_nan=True)
+    (output / "report.json").write_text(text, encoding="utf-8")
+    if report.get("kind") == "measurement":
+        html = render_measurement_html(report)
+        write_pdf(report, output / "report.pdf", measurement_figures(report))
+    else:
+        html = render_html(report)
+        write_pdf(report, output / "report.pdf")
+    (output / "report.html").write_text(html, encoding="utf-8")
+    kept = _store(data_dir, output, report["model"])
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    outcome = (report.get("verdict") or {}).get("verdict")
+    with db.session() as session:
+        session.add(ValidationReportRecord(
+            model_version_pk=version.id, use_case_pk=case_pk,
+            path=str(kept.relative_to(data_dir)), sha256=digest,
+            cases=cases, excluded=excluded, verdict=outcome, created_by=current_user(),
+        ))  # fmt: skip
+    AuditLog(db).append(
+        "validation.report",
+        current_user(),
+        f"{report['model']['name']}:{report['model']['version']}",
+        {"sha256": digest, "cases": cases, "excluded": excluded, "verdict": outcome},
+    )
+    return kept

@@ -159,8 +159,10 @@ def render_html(report: dict[str, Any]) -> str:
     return env.get_template("validation.html").render(r=report, plots=plots)
 
 
-def write_pdf(report: dict[str, Any], path: Path) -> None:
-    """The summary, verdict and plots as a PDF."""
+def write_pdf(
+    report: dict[str, Any], path: Path, plots: dict[str, Figure | None] | None = None
+) -> None:
+    """The summary, verdict and plots (``figures(report)`` unless given) as a PDF."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     with warnings.catch_warnings(), PdfPages(path, metadata={"CreationDate": None}) as pdf:
@@ -178,7 +180,7 @@ def write_pdf(report: dict[str, Any], path: Path) -> None:
             page.text(0.08, y, f"{row['criterion']}: {row['outcome']}", fontsize=9)
             y -= 0.02
         pdf.savefig(page)
-        for figure in figures(report).values():
+        for figure in (figures(report) if plots is None else plots).values():
             if figure is not None:
                 pdf.savefig(figure)
 

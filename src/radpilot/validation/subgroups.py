@@ -25,7 +25,14 @@ from radpilot.validation import bootstrap as bs
 from radpilot.validation.cases import CaseTable
 from radpilot.validation.stats import Estimate, delong_auc, wilson
 
-__all__ = ["AGE_BANDS", "SubgroupOptions", "age_band", "analyse_subgroups", "newcombe_difference"]
+__all__ = [
+    "AGE_BANDS",
+    "SubgroupOptions",
+    "age_band",
+    "analyse_subgroups",
+    "holm",
+    "newcombe_difference",
+]
 
 #: Age bands, years: [low, high). The first three are paediatric.
 AGE_BANDS: tuple[tuple[str, float, float], ...] = (
@@ -91,7 +98,7 @@ def _z_test(k1: int, n1: int, k2: int, n2: int) -> float:
     return 2.0 * (1.0 - _phi(abs(k1 / n1 - k2 / n2) / se))
 
 
-def _holm(pvalues: list[float]) -> list[float]:
+def holm(pvalues: list[float]) -> list[float]:
     order = sorted(range(len(pvalues)), key=pvalues.__getitem__)
     adjusted = [1.0] * len(pvalues)
     running = 0.0
@@ -198,7 +205,7 @@ def analyse_subgroups(
     for attribute in analysis["attributes"].values():
         del attribute["values"]
         attribute["equity"] = _gaps(attribute["groups"])
-    adjusted = _holm([analysis["attributes"][a]["groups"][v][m]["p"] for a, v, m in tests])
+    adjusted = holm([analysis["attributes"][a]["groups"][v][m]["p"] for a, v, m in tests])
     for (a, v, m), p in zip(tests, adjusted, strict=True):
         entry = analysis["attributes"][a]["groups"][v][m]
         entry["p_holm"] = p

@@ -34,11 +34,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from radpilot.core.yamlfile import load_yaml_model
 
-__all__ = ["Criterion", "UseCase", "load_use_case", "verdict"]
+__all__ = ["MEASUREMENT_METRICS", "Criterion", "UseCase", "judge", "load_use_case", "verdict"]
 
 Metric = Literal[
-    "auc", "sensitivity", "specificity", "ppv", "npv", "accuracy", "f1", "latency_p95_seconds"
-]
+    "auc", "sensitivity", "specificity", "ppv", "npv", "accuracy", "f1", "latency_p95_seconds",
+    # measurement models (radpilot.validation.measurement), in the measurement's unit
+    "mae", "rmse", "abs_bias", "limits_of_agreement", "icc", "within_tolerance",
+]  # fmt: skip
+MEASUREMENT_METRICS = {"mae", "rmse", "abs_bias", "limits_of_agreement", "icc", "within_tolerance"}
 _AT_POINT = {"sensitivity", "specificity", "ppv", "npv", "accuracy", "f1"}
 
 
@@ -84,6 +87,10 @@ class UseCase(BaseModel):
     intended_use: str = ""
     case_noun: str = "studies"  # how the summary names the cases: "chest radiographs"
     prevalence: float | None = Field(None, gt=0.0, lt=1.0)
+    #: Measurement use cases: the largest clinically acceptable difference from the
+    #: reference, in ``unit`` (the ``within_tolerance`` criterion and subgroup judgement).
+    tolerance: float | None = Field(None, gt=0.0)
+    unit: str | None = None
     success: list[Criterion] = Field(min_length=1)
 
 
@@ -121,6 +128,9 @@ def verdict(use_case: UseCase, binary: dict[str, Any], default_point: str) -> di
     rows = []
     for criterion in use_case.success:
         row: dict[str, Any] = {"criterion": criterion.describe()}
+        if criterion.metric in MEASUREMENT_METRICS:
+            rows.append(row | {"outcome": "missing", "why": "a measurement metric"})
+            continue
         if criterion.metric == "latency_p95_seconds":
             row |= {"outcome": "not evaluated here", "why": "measured by `radpilot stats latency`"}
             rows.append(row)
@@ -129,15 +139,25 @@ def verdict(use_case: UseCase, binary: dict[str, Any], default_point: str) -> di
         if estimate is None:
             rows.append(row | {"outcome": "missing", "why": "not computed for these cases"})
             continue
-        value, low, high = estimate["value"], estimate["low"], estimate["high"]
-        if criterion.min is not None:
-            outcome = "met" if low >= criterion.min else (
-                "not demonstrated" if value >= criterion.min else "not met")  # fmt: skip
-        else:
-            assert criterion.max is not None
-            outcome = "met" if high <= criterion.max else (
-                "not demonstrated" if value <= criterion.max else "not met")  # fmt: skip
-        rows.append(row | {"outcome": outcome, "value": value, "low": low, "high": high})
+        rows.append(row | judge(criterion, estimate))
+    return _overall(use_case, rows)
+
+
+def judge(criterion: Criterion, estimate: dict[str, Any]) -> dict[str, Any]:
+    """``met`` when the whole 95% CI clears the bound, ``not demonstrated`` when only the
+    estimate does, ``not met`` otherwise; with the estimate and its CI."""
+    value, low, high = estimate["value"], estimate["low"], estimate["high"]
+    if criterion.min is not None:
+        outcome = "met" if low >= criterion.min else (
+            "not demonstrated" if value >= criterion.min else "not met")  # fmt: skip
+    else:
+        assert criterion.max is not None
+        outcome = "met" if high <= criterion.max else (
+            "not demonstrated" if value <= criterion.max else "not met")  # fmt: skip
+    return {"outcome": outcome, "value": value, "low": low, "high": high}
+
+
+def _overall(use_case: UseCase, rows: list[dict[str, Any]]) -> dict[str, Any]:
     evaluated = [r for r in rows if r["outcome"] != "not evaluated here"]
     overall = "pass" if evaluated and all(r["outcome"] == "met" for r in evaluated) else "fail"
     return {"use_case": use_case.name, "criteria": rows, "verdict": overall}
