@@ -95,17 +95,30 @@ def test_an_object_the_kept_association_cannot_carry_gets_a_new_one(
     peer: Peer, tmp_path: Path
 ) -> None:
     ct = fresh_copies(1, tmp_path / "ct")
-    sr = fresh_copies(1, tmp_path / "sr", source="test-SR.dcm")
+    mr = fresh_copies(1, tmp_path / "mr", source="MR_small.dcm")
     sender = CStoreSender(peer.node, "RADPILOT", timeout=10, keepalive=5)
     assert sender.send(ct)[0].verdict is Verdict.DELIVERED
-    assert sender.send(sr)[0].verdict is Verdict.DELIVERED  # no SR context on the first
+    assert sender.send(mr)[0].verdict is Verdict.DELIVERED  # no MR context on the first
     assert sender.opened == 2
     assert _wait(lambda: peer.released == 1)  # the first was released, not left open
-    # The kept (second) association proposed the SR class only: SR + CT needs a third.
-    assert [o.verdict for o in sender.send(sr + ct)] == [Verdict.DELIVERED] * 2
+    # The kept (second) association proposed MR and the result classes, not CT.
+    assert [o.verdict for o in sender.send(mr + ct)] == [Verdict.DELIVERED] * 2
     assert sender.opened == 3
     sender.close()
-    assert peer.received == _uids(ct + sr + sr + ct)
+    assert peer.received == _uids(ct + mr + mr + ct)
+
+
+def test_results_of_every_kind_share_the_kept_association(peer: Peer, tmp_path: Path) -> None:
+    """An SR, then its key image (secondary capture), then the next study's SR: radpilot's
+    result classes are proposed up front, so one association carries them all."""
+    sr = fresh_copies(2, tmp_path / "sr", source="test-SR.dcm")
+    sc = fresh_copies(1, tmp_path / "sc", source="SC_rgb.dcm")
+    sender = CStoreSender(peer.node, "RADPILOT", timeout=10, keepalive=5)
+    for batch in ([sr[0]], sc, [sr[1]]):
+        assert sender.send(batch)[0].verdict is Verdict.DELIVERED
+    assert sender.opened == 1
+    sender.close()
+    assert peer.received == _uids([sr[0], *sc, sr[1]])
 
 
 def test_keepalive_ends_and_zero_means_a_new_association_each_time(

@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 
 _MAX_CONTEXTS = 128  # PS3.8: presentation context IDs are odd numbers 1-255
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+#: What radpilot writes: Comprehensive SR, Secondary Capture, Segmentation.
+_RESULT_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.88.33",
+    "1.2.840.10008.5.1.4.1.1.7",
+    "1.2.840.10008.5.1.4.1.1.66.4",
+)
 #: Presentation context results that say "never": abstract / transfer syntax not supported.
 _CONTEXT_REFUSED = {3: "SOP class not supported", 4: "transfer syntax not supported"}
 
@@ -228,6 +234,13 @@ class CStoreSender:
             if set(syntaxes) - proposed.setdefault(item.sop_class, set()):
                 ae.add_requested_context(item.sop_class, syntaxes)
                 proposed[item.sop_class].update(syntaxes)
+        if self.keepalive > 0:
+            # A kept association should also carry the next result's other objects (the
+            # SR, then its key image, then the next study's SR), so radpilot's own result
+            # classes are proposed too while there is room.
+            room = _MAX_CONTEXTS - len(ae.requested_contexts)
+            for sop_class in [c for c in _RESULT_CLASSES if c not in proposed][: max(room, 0)]:
+                ae.add_requested_context(sop_class, list(_UNCOMPRESSED))
         self._socket = None
         self.opened += 1
         return ae.associate(
