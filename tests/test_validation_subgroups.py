@@ -7,6 +7,7 @@ and no header group."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -158,3 +159,44 @@ def test_clustered_cases_get_patient_bootstrap_intervals() -> None:
         assert c["method"].startswith("bootstrap by patient") and w["method"] == "Wilson"
         assert c["value"] == w["value"]
         assert c["high"] - c["low"] > w["high"] - w["low"]
+
+
+def test_clustered_difference_from_the_rest_is_tested_by_patient() -> None:
+    """Five identical studies per patient carry one study's evidence. Counted as
+    independent, a modest site difference looks highly significant; the patient-bootstrap
+    test gives about the p-value of one study per patient, and a wider difference CI."""
+    rng = np.random.default_rng(11)
+    patients = []
+    for patient in range(160):
+        site = "a" if patient < 80 else "b"
+        label = int(rng.random() < 0.5)
+        hit = rng.random() < (0.9 if site == "a" else 0.75)
+        patients.append((patient, site, label, 0.9 if hit == bool(label) else 0.1))
+
+    def table(per_patient: int, with_ids: bool) -> CaseTable:
+        rows = [
+            {"case_id": f"{p}-{k}", "patient_id": f"p{p}" if with_ids else "",
+             "score": score, "label": label, "site": site}
+            for p, site, label, score in patients for k in range(per_patient)
+        ]  # fmt: skip
+        return build_cases(rows)
+
+    options = SubgroupOptions(bootstrap=2000)
+
+    def site_a(per_patient: int, with_ids: bool) -> dict[str, Any]:
+        analysis = analyse_subgroups(table(per_patient, with_ids), 0.5, options)
+        return analysis["attributes"]["site"]["groups"]["a"]["sensitivity"]
+
+    one, naive, clustered = site_a(1, False), site_a(5, False), site_a(5, True)
+    assert clustered["test"].startswith("Wald, patient-bootstrap")
+    assert naive["test"] == "two-proportion z-test"
+    assert naive["p"] < one["p"] / 5  # five copies: spuriously strong evidence
+    assert clustered["p"] == pytest.approx(one["p"], abs=0.05 + 0.5 * one["p"])
+    assert clustered["difference_from_rest"]["value"] == pytest.approx(
+        one["difference_from_rest"]["value"]
+    )
+
+    def width(entry: dict[str, Any]) -> float:
+        return float(entry["difference_from_rest"]["high"] - entry["difference_from_rest"]["low"])
+
+    assert width(clustered) > 1.8 * width(naive)

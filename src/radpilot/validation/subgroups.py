@@ -5,8 +5,9 @@ counts, sensitivity and specificity with Wilson CIs, the AUC with DeLong's CI, a
 difference from all other cases with Newcombe's hybrid-score CI (method 10, Stat Med
 1998; 17:873) and a two-sided two-proportion z-test. The p-values of all comparisons in
 one analysis are adjusted together (Holm 1979), so that "differs" is said at a family-wise
-5%. When patients have several cases, the group intervals are a patient bootstrap
-instead (the difference and its test stay closed-form). A metric whose CI is wider than
+5%. When patients have several cases, all of it comes from one patient bootstrap instead:
+the group intervals, the difference from the rest (percentile CI) and its test (Wald, with
+the bootstrap standard error), since a patient's studies are not independent. A metric whose CI is wider than
 ``max_ci_width`` is "too few cases to judge" and is not used for an equity gap. The
 equity summary names, per attribute, the two groups furthest apart in sensitivity and
 in specificity among those that can be judged.
@@ -23,7 +24,7 @@ import numpy as np
 
 from radpilot.validation import bootstrap as bs
 from radpilot.validation.cases import CaseTable
-from radpilot.validation.stats import Estimate, delong_auc, wilson
+from radpilot.validation.stats import Z95, Estimate, delong_auc, wilson
 
 __all__ = [
     "AGE_BANDS",
@@ -115,6 +116,7 @@ def _metric(k: int, n: int, rest_k: int, rest_n: int, width: float) -> dict[str,
         "judgeable": n > 0 and est.high - est.low <= width,
         "difference_from_rest": newcombe_difference(k, n, rest_k, rest_n).to_dict(),
         "p": _z_test(k, n, rest_k, rest_n),
+        "test": "two-proportion z-test",
     }
 
 
@@ -153,27 +155,60 @@ def _gaps(groups: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _difference(hit_in: np.ndarray, in_: np.ndarray, hit_out: np.ndarray,
+                out: np.ndarray) -> bs.Linear:  # fmt: skip
+    """Weighted ``rate(in) - rate(out)`` per replicate."""
+
+    def combine(sums: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            result: np.ndarray = sums[:, 0] / sums[:, 1] - sums[:, 2] / sums[:, 3]
+        return result
+
+    columns = np.stack([np.asarray(c, np.float64) for c in (hit_in, in_, hit_out, out)], 1)
+    return bs.Linear(columns, combine)
+
+
 def _patient_intervals(
     cases: CaseTable, called: np.ndarray, attributes: dict[str, Any], options: SubgroupOptions
 ) -> None:
-    """Replace the Wilson intervals by patient-bootstrap ones (one pass for all groups)."""
+    """Replace the Wilson intervals, Newcombe differences and z-tests by patient-bootstrap
+    ones (one pass over the replicates for every group): a group's rate, its difference
+    from the rest with the percentile CI, and a Wald test of that difference with the
+    bootstrap standard error."""
     truth = cases.labels == 1
     statistics: dict[str, tuple[float, bs.Linear]] = {}
     places = {}
     for name, attribute in attributes.items():
         for group, entry in attribute["groups"].items():
             member = attribute["values"] == group
-            for metric, hit, among in (("sensitivity", called, member & truth),
-                                       ("specificity", ~called, member & ~truth)):  # fmt: skip
-                if among.any():
-                    key = f"{name}\x00{group}\x00{metric}"
-                    statistics[key] = (entry[metric]["value"], bs.ratio(hit & among, among))
-                    places[key] = entry[metric]
+            for metric, hit, positive in (("sensitivity", called, truth),
+                                          ("specificity", ~called, ~truth)):  # fmt: skip
+                among, rest = member & positive, ~member & positive
+                if not among.any():
+                    continue
+                key = f"{name}\x00{group}\x00{metric}"
+                statistics[key] = (entry[metric]["value"], bs.ratio(hit & among, among))
+                places[key] = entry[metric]
+                if rest.any():
+                    diff = entry[metric]["difference_from_rest"]["value"]
+                    statistics[key + "\x00diff"] = (
+                        diff, _difference(hit & among, among, hit & rest, rest))  # fmt: skip
     found = bs.intervals(statistics, cases.patient_index, options.bootstrap, options.seed)
     for key, estimate in found.items():
-        place = places[key]
-        place.update(low=estimate.low, high=estimate.high, method=estimate.method)
-        place["judgeable"] = estimate.high - estimate.low <= options.max_ci_width
+        if key.endswith("\x00diff"):
+            place = places[key.removesuffix("\x00diff")]
+            place["difference_from_rest"] = estimate.to_dict()
+            se = (estimate.high - estimate.low) / (2 * Z95)
+            place["p"] = (
+                2.0 * (1.0 - _phi(abs(estimate.value) / se))
+                if se > 0 and np.isfinite(se)
+                else (1.0 if estimate.value == 0 else 0.0)
+            )
+            place["test"] = "Wald, patient-bootstrap standard error"
+        else:
+            place = places[key]
+            place.update(low=estimate.low, high=estimate.high, method=estimate.method)
+            place["judgeable"] = bool(estimate.high - estimate.low <= options.max_ci_width)
 
 
 def analyse_subgroups(
