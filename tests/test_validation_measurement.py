@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from pypdf import PdfReader
 from scipy import stats as sps
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -236,7 +237,10 @@ def test_cli_validates_a_registered_measurement_model(tmp_path: Path) -> None:
     html = (out / "report.html").read_text()
     assert "Bland\u2013Altman" in html and "<svg" in html and "PASS" in html
     assert "zz-unusable-case" not in html and "c17" not in html  # no case ids on the page
-    assert (out / "report.pdf").read_bytes().startswith(b"%PDF")
+    pdf = PdfReader(out / "report.pdf")
+    text = " ".join(page.extract_text() for page in pdf.pages)
+    assert report["summary"][0][:40] in " ".join(text.split())  # the page, laid out as PDF
+    assert "Subgroups" in text and "Excluded (1)" in text
     assert done.output.splitlines()[0].startswith("On 120 studies")
     db = Database(f"sqlite:///{data / 'radpilot.db'}")
     try:

@@ -308,10 +308,10 @@ def publish(
     (output / "report.json").write_text(text, encoding="utf-8")
     if report.get("kind") == "measurement":
         html = render_measurement_html(report)
-        write_pdf(report, output / "report.pdf", measurement_figures(report))
+        write_pdf(report, output / "report.pdf", measurement_figures(report), html=html)
     else:
         html = render_html(report)
-        write_pdf(report, output / "report.pdf")
+        write_pdf(report, output / "report.pdf", html=html)
     (output / "report.html").write_text(html, encoding="utf-8")
     kept = _store(data_dir, output, report["model"])
     digest = hashlib.sha256(text.encode()).hexdigest()

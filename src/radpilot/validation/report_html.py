@@ -3,12 +3,14 @@
 The page (inline CSS and SVG, no scripts, nothing fetched) holds the summary in plain
 terms, the verdict, the ROC curve with a pointwise 95% band, the reliability diagram,
 the confusion matrix at the default threshold, every operating point, the subgroup forest
-plot and table, the test set's inventory, exclusions and the checklist. The PDF holds the
-same summary and plots, drawn with matplotlib's PDF backend (no browser needed).
+plot and table, the test set's inventory, exclusions and the checklist. The PDF is the
+same page laid out for A4 by WeasyPrint (no browser needed), or, where WeasyPrint cannot
+load the system's Pango, the summary and plots drawn with matplotlib.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["figures", "render_html", "write_pdf"]
+
+log = logging.getLogger(__name__)
 
 
 def _cases(report: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -160,9 +164,36 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def write_pdf(
-    report: dict[str, Any], path: Path, plots: dict[str, Figure | None] | None = None
-) -> None:
-    """The summary, verdict and plots (``figures(report)`` unless given) as a PDF."""
+    report: dict[str, Any],
+    path: Path,
+    plots: dict[str, Figure | None] | None = None,
+    *,
+    html: str | None = None,
+) -> str:
+    """The report as a PDF; returns how it was made.
+
+    With ``html``, the page itself, laid out for A4 by WeasyPrint (the same text, tables and
+    plots as the HTML). Where WeasyPrint cannot run (it needs the system's Pango library),
+    and without ``html``: the summary, verdict and plots (``figures(report)`` unless given)
+    drawn with matplotlib.
+    """
+    if html is not None:
+        with warnings.catch_warnings():
+            # Without the system's libharfbuzz-subset, WeasyPrint subsets fonts with
+            # fontTools and warns (on import) that a future version will need the library.
+            warnings.filterwarnings("ignore", "HarfBuzz-Subset", DeprecationWarning)
+            try:
+                from weasyprint import HTML
+            except OSError as exc:  # Pango missing: WeasyPrint raises at import
+                log.warning("PDF: WeasyPrint cannot load Pango (%s); summary and plots only", exc)
+            else:
+                HTML(string=html).write_pdf(path, pdf_identifier=b"radpilot-validation")
+                return "the HTML page (WeasyPrint)"
+    _plots_pdf(report, path, plots)
+    return "summary, verdict and plots (matplotlib)"
+
+
+def _plots_pdf(report: dict[str, Any], path: Path, plots: dict[str, Figure | None] | None) -> None:
     from matplotlib.backends.backend_pdf import PdfPages
 
     with warnings.catch_warnings(), PdfPages(path, metadata={"CreationDate": None}) as pdf:

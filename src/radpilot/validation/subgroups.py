@@ -7,8 +7,9 @@ difference from all other cases with Newcombe's hybrid-score CI (method 10, Stat
 one analysis are adjusted together (Holm 1979), so that "differs" is said at a family-wise
 5%. When patients have several cases, all of it comes from one patient bootstrap instead:
 the group intervals, the difference from the rest (percentile CI) and its test (Wald, with
-the bootstrap standard error), since a patient's studies are not independent. A metric whose CI is wider than
-``max_ci_width`` is "too few cases to judge" and is not used for an equity gap. The
+the bootstrap standard error), since a patient's studies are not independent. A metric
+whose CI is wider than ``max_ci_width`` is "too few cases to judge" and is not used for an
+equity gap. The
 equity summary names, per attribute, the two groups furthest apart in sensitivity and
 in specificity among those that can be judged.
 """
