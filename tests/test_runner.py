@@ -144,3 +144,18 @@ def test_batched_studies_equal_one_by_one_and_rerun_adds_nothing(
         assert len(list(session.scalars(select(ResultObject)))) == objects
         assert all(j.status is JobStatus.DONE for j in session.scalars(select(Job)))
     assert again == pytest.approx(batched)
+
+
+def test_warm_up_loads_the_runnable_models_and_survives_a_broken_one(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings, registry, _ = setup(db, tmp_path, studies=1)
+    add(registry, tmp_path / "pkgs", "live", RegionNet())
+    add(registry, tmp_path / "pkgs", "shadowed", RegionNet(), state="shadow")
+    add(registry, tmp_path / "pkgs", "retired", RegionNet(), state="retired")
+    add(registry, tmp_path / "pkgs", "broken", RaisingNet())  # raises on every forward
+    runner = JobRunner(db, settings)
+    assert sorted(runner.warm_up()) == ["live:1.0.0", "shadowed:1.0.0"]
+    loaded = {v.name for v in registry.list() if v.id in runner._models}
+    assert loaded == {"live", "shadowed", "broken"}  # broken loads, then fails its forward
+    assert "could not warm up broken:1.0.0" in caplog.text

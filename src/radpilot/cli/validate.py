@@ -31,6 +31,10 @@ from radpilot.validation.measurement_report import measurement_figures, render_m
 from radpilot.validation.readers import compare_readers
 from radpilot.validation.report import ReportInputs, build_report
 from radpilot.validation.report_html import render_html, write_pdf
+from radpilot.validation.segmentation_report import (
+    render_segmentation_html,
+    segmentation_figures,
+)
 from radpilot.validation.stress import stress_curve
 from radpilot.validation.usecase import UseCase, load_use_case
 from radpilot.validation.usecase_store import get_use_case
@@ -221,6 +225,16 @@ def validate(
     stress_cases: Annotated[
         int, typer.Option("--stress-cases", min=20, help="Studies used for stress tests.")
     ] = 300,
+    reference_seg: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference-seg",
+            exists=True,
+            file_okay=False,
+            help="Segmentation models: a folder of reference DICOM SEG files, each over "
+            "a series in this installation.",
+        ),
+    ] = None,
     finding: Annotated[str | None, typer.Option("--finding")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=100)] = 2000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -229,8 +243,6 @@ def validate(
     at the deployment prevalence, calibration, subgroups, and the verdict against the
     use case; writes report.json, report.html and report.pdf, and keeps a copy with the
     model version. Exit 1 when the cases cannot be validated (the reason on stderr)."""
-    if (labels is None) == (results is None):
-        raise typer.BadParameter("give exactly one of --labels and --results")
     if stress and labels is None:
         raise typer.BadParameter("--stress needs --labels: it perturbs the studies' images")
     if external_labels is not None and external_results is not None:
@@ -260,6 +272,26 @@ def validate(
                 typer.echo(line)
             typer.echo(f"report: {output / 'report.html'} (kept in {kept})")
             return
+        if manifest.task is Task.SEGMENTATION:
+            from radpilot.cli.validate_segmentation import validate_segmentation
+
+            given = {"--labels": labels, "--results": results, "--stress": stress,
+                     "--external-labels": external_labels,
+                     "--external-results": external_results}  # fmt: skip
+            report, n, n_out = validate_segmentation(
+                db, settings.archive_dir, package, reference_seg,
+                [k for k, v in given.items() if v], finding, case, info, bootstrap, seed,
+            )  # fmt: skip
+            kept = publish(db, settings.data_dir, output, report, version, case_pk,
+                           cases=n, excluded=n_out)  # fmt: skip
+            for line in report["summary"]:
+                typer.echo(line)
+            typer.echo(f"report: {output / 'report.html'} (kept in {kept})")
+            return
+        if reference_seg is not None:
+            raise typer.BadParameter("--reference-seg is for segmentation models")
+        if (labels is None) == (results is None):
+            raise typer.BadParameter("give exactly one of --labels and --results")
         name, thresholds, default = _finding(manifest, finding or (case.finding if case else None))
         archive = settings.archive_dir
         table, source, studies = _collect(db, archive, package, name, labels, results)
@@ -309,6 +341,9 @@ def publish(
     if report.get("kind") == "measurement":
         html = render_measurement_html(report)
         write_pdf(report, output / "report.pdf", measurement_figures(report), html=html)
+    elif report.get("kind") == "segmentation":
+        html = render_segmentation_html(report)
+        write_pdf(report, output / "report.pdf", segmentation_figures(report), html=html)
     else:
         html = render_html(report)
         write_pdf(report, output / "report.pdf", html=html)

@@ -8,6 +8,7 @@ study-complete watcher. Later stages subscribe to ``service.bus``.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -162,6 +163,11 @@ class Service:
         self.db.migrate()
         self.dispatcher.start()
         if self.pool is not None:
+            # In the background: the ports open at once; a job that arrives meanwhile waits
+            # for its model to finish loading, as it would without the warm-up.
+            threading.Thread(
+                target=self.runner.warm_up, name="radpilot-warm-up", daemon=True
+            ).start()
             self.pool.start()
         if self.sweeper is not None:
             self.sweeper.start()

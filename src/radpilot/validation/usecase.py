@@ -34,14 +34,25 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from radpilot.core.yamlfile import load_yaml_model
 
-__all__ = ["MEASUREMENT_METRICS", "Criterion", "UseCase", "judge", "load_use_case", "verdict"]
+__all__ = [
+    "MEASUREMENT_METRICS",
+    "SEGMENTATION_METRICS",
+    "Criterion",
+    "UseCase",
+    "judge",
+    "load_use_case",
+    "verdict",
+]
 
 Metric = Literal[
     "auc", "sensitivity", "specificity", "ppv", "npv", "accuracy", "f1", "latency_p95_seconds",
     # measurement models (radpilot.validation.measurement), in the measurement's unit
     "mae", "rmse", "abs_bias", "limits_of_agreement", "icc", "within_tolerance",
+    # segmentation models (radpilot.validation.segmentation): means over cases
+    "dice", "hd95_mm", "surface_dice",
 ]  # fmt: skip
 MEASUREMENT_METRICS = {"mae", "rmse", "abs_bias", "limits_of_agreement", "icc", "within_tolerance"}
+SEGMENTATION_METRICS = {"dice", "hd95_mm", "surface_dice"}
 _AT_POINT = {"sensitivity", "specificity", "ppv", "npv", "accuracy", "f1"}
 
 
@@ -128,8 +139,8 @@ def verdict(use_case: UseCase, binary: dict[str, Any], default_point: str) -> di
     rows = []
     for criterion in use_case.success:
         row: dict[str, Any] = {"criterion": criterion.describe()}
-        if criterion.metric in MEASUREMENT_METRICS:
-            rows.append(row | {"outcome": "missing", "why": "a measurement metric"})
+        if criterion.metric in MEASUREMENT_METRICS | SEGMENTATION_METRICS:
+            rows.append(row | {"outcome": "missing", "why": "not a classification metric"})
             continue
         if criterion.metric == "latency_p95_seconds":
             row |= {"outcome": "not evaluated here", "why": "measured by `radpilot stats latency`"}

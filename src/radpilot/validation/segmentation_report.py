@@ -1,0 +1,134 @@
+"""The validation report of a segmentation model: JSON, a self-contained HTML page, a PDF."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from radpilot.core.svgplot import new_figure, svg
+from radpilot.validation.cases import Exclusion
+from radpilot.validation.usecase import SEGMENTATION_METRICS, UseCase, judge
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["build_segmentation_report", "render_segmentation_html", "segmentation_figures",
+           "segmentation_verdict"]  # fmt: skip
+
+SCHEMA = "radpilot.validation.segmentation/1"
+
+
+def segmentation_verdict(use_case: UseCase, labels: dict[str, Any], finding: str) -> dict[str, Any]:
+    """Each criterion of ``use_case`` on the means of the label ``finding``."""
+    means = labels[finding]["mean"] if finding in labels else {}
+    rows = []
+    for criterion in use_case.success:
+        row: dict[str, Any] = {"criterion": criterion.describe()}
+        if criterion.metric == "latency_p95_seconds":
+            row |= {"outcome": "not evaluated here", "why": "measured by `radpilot stats latency`"}
+        elif criterion.metric not in SEGMENTATION_METRICS:
+            row |= {"outcome": "missing", "why": "not a segmentation metric"}
+        elif not means or math.isnan(means[criterion.metric]["value"]):
+            row |= {"outcome": "missing", "why": f"no case of {finding!r} to measure it on"}
+        else:
+            row |= judge(criterion, means[criterion.metric])
+        rows.append(row)
+    evaluated = [r for r in rows if r["outcome"] != "not evaluated here"]
+    overall = "pass" if evaluated and all(r["outcome"] == "met" for r in evaluated) else "fail"
+    return {"use_case": use_case.name, "criteria": rows, "verdict": overall}
+
+
+def _summary(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for label, m in report["segmentation"].items():
+        dice, hd, sd = m["mean"]["dice"], m["mean"]["hd95_mm"], m["mean"]["surface_dice"]
+        line = (f"{label}, {m['n']} {report['body']}: mean Dice {dice['value']:.3f} "
+                f"(95% CI {dice['low']:.3f} to {dice['high']:.3f}), "
+                f"median {m['median_dice']:.3f}")  # fmt: skip
+        if not math.isnan(hd["value"]):
+            line += (f"; HD95 {hd['value']:.1f} mm ({hd['low']:.1f} to {hd['high']:.1f}); "
+                     f"surface Dice at {m['tolerance_mm']:g} mm {sd['value']:.3f}")  # fmt: skip
+        if m["both_empty"]:
+            line += f"; {m['both_empty']} case(s) empty in both, counted as Dice 1"
+        lines.append(line + ".")
+    if report["excluded"]:
+        lines.append(f"{report['excluded']} reference(s) or case(s) could not be compared "
+                     "(reasons below).")  # fmt: skip
+    if report.get("verdict"):
+        lines.append(f"Verdict against the use case {report['verdict']['use_case']!r}: "
+                     f"{report['verdict']['verdict'].upper()}.")  # fmt: skip
+    return lines
+
+
+def build_segmentation_report(
+    labels: dict[str, Any],
+    excluded: list[Exclusion],
+    *,
+    model: dict[str, str],
+    source: str,
+    finding: str,
+    use_case: UseCase | None = None,
+) -> dict[str, Any]:
+    """The whole report as a JSON-ready dict; ``labels`` from
+    :func:`radpilot.validation.segmentation.summarise`."""
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "kind": "segmentation",
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "model": model,
+        "finding": finding,
+        "source": source,
+        "body": use_case.case_noun if use_case else "studies",
+        "segmentation": labels,
+        "verdict": segmentation_verdict(use_case, labels, finding) if use_case else None,
+        "excluded": len(excluded),
+        "excluded_by_reason": dict(Counter(e.reason for e in excluded).most_common()),
+        "cases": [{"case_id": e.case_id, "excluded": e.reason} for e in excluded],
+    }
+    report["summary"] = _summary(report)
+    return report
+
+
+def _dice_plot(report: dict[str, Any]) -> Figure:
+    labels = list(report["segmentation"])
+    figure = new_figure(5.0, 0.6 * len(labels) + 1.4)
+    axes = figure.add_subplot()
+    for i, label in enumerate(labels):
+        dice = [row["dice"] for row in report["segmentation"][label]["cases"]]
+        jitter = np.linspace(-0.15, 0.15, len(dice)) if len(dice) > 1 else np.zeros(1)
+        axes.plot(dice, i + jitter, "o", ms=3, color="#1f618d", alpha=0.7)
+        mean = report["segmentation"][label]["mean"]["dice"]
+        axes.plot([mean["low"], mean["high"]], [i, i], color="#c0392b", lw=2)
+        axes.plot([mean["value"]], [i], "s", color="#c0392b", ms=5)
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set(xlim=(0, 1.02), xlabel="Dice per case (red: mean and its 95% CI)")
+    return figure
+
+
+def segmentation_figures(report: dict[str, Any]) -> dict[str, Figure | None]:
+    """The report's plots by name."""
+    return {"dice": _dice_plot(report) if report["segmentation"] else None}
+
+
+def render_segmentation_html(report: dict[str, Any]) -> str:
+    """The self-contained page (inline CSS and SVG, no scripts)."""
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "radpilot-validation"}):
+        plots: dict[str, Markup | None] = {
+            name: None if fig is None else svg(fig)
+            for name, fig in segmentation_figures(report).items()
+        }
+    env = Environment(
+        loader=PackageLoader("radpilot.validation", "templates"),
+        autoescape=select_autoescape(["html"]),
+        undefined=StrictUndefined,
+    )
+    env.filters["num"] = lambda v: "—" if v is None or math.isnan(v) else f"{v:.4g}"
+    return env.get_template("segmentation.html").render(r=report, plots=plots)
