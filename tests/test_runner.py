@@ -159,3 +159,20 @@ def test_warm_up_loads_the_runnable_models_and_survives_a_broken_one(
     loaded = {v.name for v in registry.list() if v.id in runner._models}
     assert loaded == {"live", "shadowed", "broken"}  # broken loads, then fails its forward
     assert "could not warm up broken:1.0.0" in caplog.text
+
+
+def test_the_result_writers_warm_up_on_a_synthetic_image_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from io import BytesIO
+
+    import pydicom
+
+    from radpilot.pipeline.warmup import warm_result_writers
+
+    monkeypatch.chdir(tmp_path)
+    encoded = warm_result_writers()
+    sr = pydicom.dcmread(BytesIO(encoded))
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
+    assert sr.PatientID == "WARM-UP"
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -30,6 +30,7 @@ from radpilot.models.prediction import Prediction
 from radpilot.models.registry import Registry
 from radpilot.pipeline.jobs import JobStore
 from radpilot.pipeline.outputs import write_outputs
+from radpilot.pipeline.warmup import warm_result_writers
 from radpilot.results.context import ResultContext
 from radpilot.results.outbox import enqueue
 from radpilot.results.report import StudyInfo
@@ -112,8 +113,9 @@ class JobRunner:
             return loaded
 
     def warm_up(self) -> list[str]:
-        """Load every runnable (shadow or active) model and run its network three times on
-        a zero batch of its input size.
+        """Build one throwaway SR (:mod:`radpilot.pipeline.warmup`), then load every
+        runnable (shadow or active) model and run its network three times on a zero batch
+        of its input size.
 
         The first study after a start then pays neither for loading the weights, ONNX
         Runtime's session set-up nor TorchScript's profiling executor, which optimises the
@@ -121,6 +123,10 @@ class JobRunner:
         1.9 s against 0.7 s for the others). A model that fails here is logged and left to
         its first job to report. Returns the models warmed, as ``name:version``.
         """
+        try:
+            warm_result_writers()
+        except Exception as exc:  # noqa: BLE001 - only a head start; the first job would tell
+            log.warning("could not warm up the result writers (%s)", exc)
         warmed = []
         for version in self.registry.list():
             if version.state not in (ModelState.SHADOW, ModelState.ACTIVE):
