@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     max_pdu_size: int = Field(4_194_304, ge=0)
     network_timeout: float = Field(60.0, gt=0)
     dicom_poll_delay: float = Field(0.0002, gt=0, le=0.1)  # pynetdicom's DUL poll sleep
+    receiver_processes: int = Field(1, ge=1, le=64)  # processes sharing the DICOM port
     study_quiet_seconds: float = Field(30.0, gt=0)
     fsync: bool = True
     fsync_directories: bool = False

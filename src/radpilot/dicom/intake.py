@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from sqlalchemy import insert
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from radpilot.core.events import STUDY_INDEXED, EventBus
 from radpilot.core.logging import ref
@@ -151,9 +151,11 @@ class Intake:
         self._unfinished = 0
 
     # lifecycle ---------------------------------------------------------------------
-    def start(self) -> None:
-        """Index what a previous run left pending, then start the indexer thread."""
-        self.recover()
+    def start(self, *, recover: bool = True) -> None:
+        """Index what a previous run left pending (unless ``recover`` is off: a second
+        receiver process leaves that to the first), then start the indexer thread."""
+        if recover:
+            self.recover()
         self._thread = threading.Thread(target=self._run, name="radpilot-indexer", daemon=True)
         self._thread.start()
 
@@ -388,6 +390,14 @@ class Intake:
             except OperationalError as exc:  # the database is away: wait and retry
                 log.warning("indexing failed (%s), retry %d", type(exc).__name__, attempt)
                 time.sleep(0.2 * 2**attempt)
+            except IntegrityError:
+                # Another receiver process added the same patient, study or series between
+                # our lookup and our insert; the next attempt finds it. Twice is a real
+                # conflict.
+                if attempt >= 2:
+                    log.error("indexing %d instance(s) failed: integrity error", len(batch))
+                    return []
+                time.sleep(0.05)
             except SQLAlchemyError as exc:  # the data itself is refused: do not retry
                 log.error("indexing %d instance(s) failed: %s", len(batch), type(exc).__name__)
                 return []

@@ -63,6 +63,13 @@ class _AllowListServer(ThreadedAssociationServer):
     """Closes connections from hosts outside the allow-list before any DICOM is read."""
 
     allowed: ClassVar[list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = []
+    reuse_port: ClassVar[bool] = False  # several receiver processes share the port
+
+    def server_bind(self) -> None:
+        if self.reuse_port and self.socket is not None:
+            # Linux spreads new connections over every socket bound with SO_REUSEPORT.
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
     def verify_request(
         self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
@@ -139,6 +146,7 @@ class Receiver:
                 "allowed": [
                     ipaddress.ip_network(h, strict=False) for h in self.settings.allowed_hosts
                 ],
+                "reuse_port": self.settings.receiver_processes > 1,
             },
         )
         server = cast(

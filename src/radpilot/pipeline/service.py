@@ -16,6 +16,7 @@ from radpilot.core.errors import ConfigurationError
 from radpilot.core.events import EventBus
 from radpilot.core.settings import Settings
 from radpilot.dicom.intake import Intake
+from radpilot.dicom.receivers import ReceiverProcesses
 from radpilot.dicom.scp import Receiver
 from radpilot.pipeline.completion import StudyCompletionWatcher
 from radpilot.store import Database, archive_from_settings
@@ -65,6 +66,7 @@ class IntakeService:
         self.intake = build_intake(settings, self.db, self.bus)
         self.receiver = Receiver(settings, self.intake)
         self.watcher = StudyCompletionWatcher(self.db, self.bus, settings.study_quiet_seconds)
+        self.receivers: ReceiverProcesses | None = None  # RADPILOT_RECEIVER_PROCESSES > 1
 
     def start(self) -> None:
         """Migrate the schema, recover pending work, then open the DICOM port.
@@ -78,10 +80,25 @@ class IntakeService:
         self.intake.start()
         self.watcher.start()
         self.receiver.start()
+        extra = self.settings.receiver_processes - 1
+        if extra > 0:
+            self.receivers = ReceiverProcesses(self.settings, self.receiver.port, self.bus, extra)
+            try:
+                self.receivers.start()
+            except RuntimeError:
+                self.receiver.stop()
+                raise
+
+    def stop_receiving(self) -> None:
+        """Close the DICOM port in every receiver process (the others finish indexing)."""
+        if self.receivers is not None:
+            self.receivers.stop()
+            self.receivers = None
+        self.receiver.stop()
 
     def stop(self) -> None:
         """Close the port, finish indexing what was accepted, stop the watcher."""
-        self.receiver.stop()
+        self.stop_receiving()
         self.intake.stop()
         self.watcher.stop()
         self.db.dispose()
@@ -179,7 +196,7 @@ class Service:
 
     def stop(self) -> None:
         """Close the ports first, then let jobs and deliveries in progress finish."""
-        self.intake_service.receiver.stop()
+        self.intake_service.stop_receiving()
         if self.web is not None:
             self.web.stop()
         self.intake_service.intake.stop()
