@@ -525,6 +525,13 @@ class RadpilotNoSync(Radpilot):
     extra_env: ClassVar[dict[str, str]] = {"RADPILOT_FSYNC": "false"}
 
 
+class RadpilotTwoProcesses(Radpilot):
+    """``radpilot serve`` with ``RADPILOT_RECEIVER_PROCESSES=2`` (two processes, one port)."""
+
+    name = "radpilot-2proc"
+    extra_env: ClassVar[dict[str, str]] = {"RADPILOT_RECEIVER_PROCESSES": "2"}
+
+
 class MinimalPynetdicom(Receiver):
     """``bench/minimal_scp.py``: pynetdicom writing files, nothing else (a reference)."""
 
@@ -581,10 +588,9 @@ def _instance_total(report: Any) -> int | None:
     return None
 
 
-RECEIVERS: dict[str, type[Receiver]] = {
-    cls.name: cls
-    for cls in (StoreScp, Orthanc, Radpilot, OrthancNoSync, RadpilotNoSync, MinimalPynetdicom)
-}
+_ALL: tuple[type[Receiver], ...] = (StoreScp, Orthanc, Radpilot, OrthancNoSync, RadpilotNoSync,
+                                    RadpilotTwoProcesses, MinimalPynetdicom)  # fmt: skip
+RECEIVERS: dict[str, type[Receiver]] = {cls.name: cls for cls in _ALL}
 
 
 def tool_version(argv: list[str]) -> str:
