@@ -258,30 +258,25 @@ def validate(
         manifest = package.manifest
         info = {"name": version.name, "version": version.version,
                 "weights_sha256": version.weights_sha256}  # fmt: skip
-        if manifest.task is Task.MEASUREMENT:
-            from radpilot.cli.validate_measurement import validate_measurement
-
-            given = {"--labels": labels, "--external-labels": external_labels,
-                     "--external-results": external_results, "--stress": stress}  # fmt: skip
-            report, n, n_out = validate_measurement(
-                results, [k for k, v in given.items() if v], finding, case, info, bootstrap, seed
-            )
-            kept = publish(db, settings.data_dir, output, report, version, case_pk,
-                           cases=n, excluded=n_out)  # fmt: skip
-            for line in report["summary"]:
-                typer.echo(line)
-            typer.echo(f"report: {output / 'report.html'} (kept in {kept})")
-            return
-        if manifest.task is Task.SEGMENTATION:
-            from radpilot.cli.validate_segmentation import validate_segmentation
-
+        if manifest.task in (Task.MEASUREMENT, Task.SEGMENTATION):
             given = {"--labels": labels, "--results": results, "--stress": stress,
                      "--external-labels": external_labels,
                      "--external-results": external_results}  # fmt: skip
-            report, n, n_out = validate_segmentation(
-                db, settings.archive_dir, package, reference_seg,
-                [k for k, v in given.items() if v], finding, case, info, bootstrap, seed,
-            )  # fmt: skip
+            if manifest.task is Task.MEASUREMENT:
+                from radpilot.cli.validate_measurement import validate_measurement
+
+                given.pop("--results")
+                report, n, n_out = validate_measurement(
+                    results, [k for k, v in given.items() if v], finding, case, info,
+                    bootstrap, seed,
+                )  # fmt: skip
+            else:
+                from radpilot.cli.validate_segmentation import validate_segmentation
+
+                report, n, n_out = validate_segmentation(
+                    db, settings.archive_dir, package, reference_seg,
+                    [k for k, v in given.items() if v], finding, case, info, bootstrap, seed,
+                )  # fmt: skip
             kept = publish(db, settings.data_dir, output, report, version, case_pk,
                            cases=n, excluded=n_out)  # fmt: skip
             for line in report["summary"]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from radpilot.validation.stats import roc_points, wilson
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["figures", "render_html", "write_pdf"]
+__all__ = ["figures", "render_html", "render_page", "write_pdf"]
 
 log = logging.getLogger(__name__)
 
@@ -144,13 +145,17 @@ def _ci(estimate: dict[str, Any] | None, percent: bool = True) -> str:
     return f"{f(estimate['value'])} ({f(estimate['low'])} to {f(estimate['high'])})"
 
 
-def render_html(report: dict[str, Any]) -> str:
-    """The self-contained page."""
+def render_page(
+    template: str,
+    report: dict[str, Any],
+    plots_of: Callable[[dict[str, Any]], dict[str, Figure | None]],
+) -> str:
+    """A self-contained page: ``template`` with ``report`` and its plots as inline SVG."""
     import matplotlib
 
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "radpilot-validation"}):
         plots: dict[str, Markup | None] = {
-            name: None if fig is None else svg(fig) for name, fig in figures(report).items()
+            name: None if fig is None else svg(fig) for name, fig in plots_of(report).items()
         }
     env = Environment(
         loader=PackageLoader("radpilot.validation", "templates"),
@@ -160,7 +165,13 @@ def render_html(report: dict[str, Any]) -> str:
     env.filters["pct"] = _pct
     env.filters["ci"] = _ci
     env.filters["ci3"] = lambda e: _ci(e, percent=False)
-    return env.get_template("validation.html").render(r=report, plots=plots)
+    env.filters["num"] = lambda v: "—" if v is None or math.isnan(v) else f"{v:.4g}"
+    return env.get_template(template).render(r=report, plots=plots)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The self-contained page of a classification report."""
+    return render_page("validation.html", report, figures)
 
 
 def write_pdf(

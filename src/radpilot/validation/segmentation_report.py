@@ -8,11 +8,10 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
 
-from radpilot.core.svgplot import new_figure, svg
+from radpilot.core.svgplot import new_figure
 from radpilot.validation.cases import Exclusion
+from radpilot.validation.report_html import render_page
 from radpilot.validation.usecase import SEGMENTATION_METRICS, UseCase, judge
 
 if TYPE_CHECKING:
@@ -118,17 +117,4 @@ def segmentation_figures(report: dict[str, Any]) -> dict[str, Figure | None]:
 
 def render_segmentation_html(report: dict[str, Any]) -> str:
     """The self-contained page (inline CSS and SVG, no scripts)."""
-    import matplotlib
-
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "radpilot-validation"}):
-        plots: dict[str, Markup | None] = {
-            name: None if fig is None else svg(fig)
-            for name, fig in segmentation_figures(report).items()
-        }
-    env = Environment(
-        loader=PackageLoader("radpilot.validation", "templates"),
-        autoescape=select_autoescape(["html"]),
-        undefined=StrictUndefined,
-    )
-    env.filters["num"] = lambda v: "—" if v is None or math.isnan(v) else f"{v:.4g}"
-    return env.get_template("segmentation.html").render(r=report, plots=plots)
+    return render_page("segmentation.html", report, segmentation_figures)
