@@ -17,7 +17,7 @@ import numpy as np
 from radpilot.core.svgplot import new_figure
 from radpilot.validation.measurement import MeasurementCases, evaluate_measurement
 from radpilot.validation.report_html import render_page
-from radpilot.validation.usecase import MEASUREMENT_METRICS, UseCase, judge
+from radpilot.validation.usecase import MEASUREMENT_METRICS, Criterion, UseCase, judge_all
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -62,21 +62,11 @@ def measurement_verdict(use_case: UseCase, result: dict[str, Any]) -> dict[str, 
         "limits_of_agreement": _limits(result["bland_altman"]),
         "within_tolerance": result["within_tolerance"],
     }
-    rows = []
-    for criterion in use_case.success:
-        row: dict[str, Any] = {"criterion": criterion.describe()}
-        if criterion.metric == "latency_p95_seconds":
-            row |= {"outcome": "not evaluated here", "why": "measured by `radpilot stats latency`"}
-        elif criterion.metric not in MEASUREMENT_METRICS:
-            row |= {"outcome": "missing", "why": "not a measurement metric"}
-        elif (estimate := estimates[criterion.metric]) is None:
-            row |= {"outcome": "missing", "why": "the use case declares no tolerance"}
-        else:
-            row |= judge(criterion, estimate)
-        rows.append(row)
-    evaluated = [r for r in rows if r["outcome"] != "not evaluated here"]
-    overall = "pass" if evaluated and all(r["outcome"] == "met" for r in evaluated) else "fail"
-    return {"use_case": use_case.name, "criteria": rows, "verdict": overall}
+
+    def estimate_of(criterion: Criterion) -> dict[str, Any] | str:
+        return estimates[criterion.metric] or "the use case declares no tolerance"
+
+    return judge_all(use_case, "measurement", MEASUREMENT_METRICS, estimate_of)
 
 
 def _g(value: float) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from radpilot.core.svgplot import new_figure
 from radpilot.validation.cases import Exclusion
 from radpilot.validation.report_html import render_page
-from radpilot.validation.usecase import SEGMENTATION_METRICS, UseCase, judge
+from radpilot.validation.usecase import SEGMENTATION_METRICS, Criterion, UseCase, judge_all
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -26,21 +26,14 @@ SCHEMA = "radpilot.validation.segmentation/1"
 def segmentation_verdict(use_case: UseCase, labels: dict[str, Any], finding: str) -> dict[str, Any]:
     """Each criterion of ``use_case`` on the means of the label ``finding``."""
     means = labels[finding]["mean"] if finding in labels else {}
-    rows = []
-    for criterion in use_case.success:
-        row: dict[str, Any] = {"criterion": criterion.describe()}
-        if criterion.metric == "latency_p95_seconds":
-            row |= {"outcome": "not evaluated here", "why": "measured by `radpilot stats latency`"}
-        elif criterion.metric not in SEGMENTATION_METRICS:
-            row |= {"outcome": "missing", "why": "not a segmentation metric"}
-        elif not means or math.isnan(means[criterion.metric]["value"]):
-            row |= {"outcome": "missing", "why": f"no case of {finding!r} to measure it on"}
-        else:
-            row |= judge(criterion, means[criterion.metric])
-        rows.append(row)
-    evaluated = [r for r in rows if r["outcome"] != "not evaluated here"]
-    overall = "pass" if evaluated and all(r["outcome"] == "met" for r in evaluated) else "fail"
-    return {"use_case": use_case.name, "criteria": rows, "verdict": overall}
+
+    def estimate_of(criterion: Criterion) -> dict[str, Any] | str:
+        found = means.get(criterion.metric)
+        if found is None or math.isnan(found["value"]):
+            return f"no case of {finding!r} to measure it on"
+        return dict(found)
+
+    return judge_all(use_case, "segmentation", SEGMENTATION_METRICS, estimate_of)
 
 
 def _summary(report: dict[str, Any]) -> list[str]:

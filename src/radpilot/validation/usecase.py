@@ -27,8 +27,9 @@ success:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -40,6 +41,7 @@ __all__ = [
     "Criterion",
     "UseCase",
     "judge",
+    "judge_all",
     "load_use_case",
     "verdict",
 ]
@@ -133,25 +135,43 @@ def _value(
     return estimate
 
 
-def verdict(use_case: UseCase, binary: dict[str, Any], default_point: str) -> dict[str, Any]:
-    """Each criterion's outcome on ``binary`` (:func:`~radpilot.validation.binary.evaluate_binary`)
-    and the overall verdict."""
+def judge_all(
+    use_case: UseCase,
+    kind: str,
+    metrics: set[str],
+    estimate_of: Callable[[Criterion], dict[str, Any] | str],
+) -> dict[str, Any]:
+    """Each criterion of ``use_case`` and the overall verdict, for a ``kind`` of model
+    whose ``metrics`` ``estimate_of`` gives (an estimate, or why there is none)."""
     rows = []
     for criterion in use_case.success:
         row: dict[str, Any] = {"criterion": criterion.describe()}
-        if criterion.metric in MEASUREMENT_METRICS | SEGMENTATION_METRICS:
-            rows.append(row | {"outcome": "missing", "why": "not a classification metric"})
-            continue
         if criterion.metric == "latency_p95_seconds":
             row |= {"outcome": "not evaluated here", "why": "measured by `radpilot stats latency`"}
-            rows.append(row)
-            continue
-        estimate = _value(binary, criterion, default_point)
-        if estimate is None:
-            rows.append(row | {"outcome": "missing", "why": "not computed for these cases"})
-            continue
-        rows.append(row | judge(criterion, estimate))
-    return _overall(use_case, rows)
+        elif criterion.metric not in metrics:
+            row |= {"outcome": "missing", "why": f"not a {kind} metric"}
+        else:
+            found = estimate_of(criterion)
+            row |= (
+                {"outcome": "missing", "why": found}
+                if isinstance(found, str)
+                else judge(criterion, found)
+            )
+        rows.append(row)
+    evaluated = [r for r in rows if r["outcome"] != "not evaluated here"]
+    overall = "pass" if evaluated and all(r["outcome"] == "met" for r in evaluated) else "fail"
+    return {"use_case": use_case.name, "criteria": rows, "verdict": overall}
+
+
+def verdict(use_case: UseCase, binary: dict[str, Any], default_point: str) -> dict[str, Any]:
+    """Each criterion's outcome on ``binary`` (:func:`~radpilot.validation.binary.evaluate_binary`)
+    and the overall verdict."""
+
+    def estimate_of(criterion: Criterion) -> dict[str, Any] | str:
+        return _value(binary, criterion, default_point) or "not computed for these cases"
+
+    metrics = set(get_args(Metric)) - MEASUREMENT_METRICS - SEGMENTATION_METRICS
+    return judge_all(use_case, "classification", metrics, estimate_of)
 
 
 def judge(criterion: Criterion, estimate: dict[str, Any]) -> dict[str, Any]:
@@ -166,9 +186,3 @@ def judge(criterion: Criterion, estimate: dict[str, Any]) -> dict[str, Any]:
         outcome = "met" if high <= criterion.max else (
             "not demonstrated" if value <= criterion.max else "not met")  # fmt: skip
     return {"outcome": outcome, "value": value, "low": low, "high": high}
-
-
-def _overall(use_case: UseCase, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    evaluated = [r for r in rows if r["outcome"] != "not evaluated here"]
-    overall = "pass" if evaluated and all(r["outcome"] == "met" for r in evaluated) else "fail"
-    return {"use_case": use_case.name, "criteria": rows, "verdict": overall}
