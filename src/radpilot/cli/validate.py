@@ -27,6 +27,7 @@ from radpilot.store.models_validation import ValidationReportRecord
 from radpilot.validation.binary import Options
 from radpilot.validation.cases import CaseTable, Exclusion, build_cases
 from radpilot.validation.cohort import LabelledStudy, labelled_studies, score_studies
+from radpilot.validation.detection_report import detection_figures, render_detection_html
 from radpilot.validation.measurement_report import measurement_figures, render_measurement_html
 from radpilot.validation.readers import compare_readers
 from radpilot.validation.report import ReportInputs, build_report
@@ -235,6 +236,16 @@ def validate(
             "a series in this installation.",
         ),
     ] = None,
+    reference_boxes: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference-boxes",
+            exists=True,
+            dir_okay=False,
+            help="Detection models: reference boxes, CSV with sop_instance_uid, label, "
+            "x0, y0, x1, y1 in pixels (frame optional).",
+        ),
+    ] = None,
     finding: Annotated[str | None, typer.Option("--finding")] = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=100)] = 2000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -258,7 +269,7 @@ def validate(
         manifest = package.manifest
         info = {"name": version.name, "version": version.version,
                 "weights_sha256": version.weights_sha256}  # fmt: skip
-        if manifest.task in (Task.MEASUREMENT, Task.SEGMENTATION):
+        if manifest.task in (Task.MEASUREMENT, Task.SEGMENTATION, Task.DETECTION):
             given = {"--labels": labels, "--results": results, "--stress": stress,
                      "--external-labels": external_labels,
                      "--external-results": external_results}  # fmt: skip
@@ -270,11 +281,18 @@ def validate(
                     results, [k for k, v in given.items() if v], finding, case, info,
                     bootstrap, seed,
                 )  # fmt: skip
-            else:
+            elif manifest.task is Task.SEGMENTATION:
                 from radpilot.cli.validate_segmentation import validate_segmentation
 
                 report, n, n_out = validate_segmentation(
                     db, settings.archive_dir, package, reference_seg,
+                    [k for k, v in given.items() if v], finding, case, info, bootstrap, seed,
+                )  # fmt: skip
+            else:
+                from radpilot.cli.validate_detection import validate_detection
+
+                report, n, n_out = validate_detection(
+                    db, settings.archive_dir, package, reference_boxes,
                     [k for k, v in given.items() if v], finding, case, info, bootstrap, seed,
                 )  # fmt: skip
             kept = publish(db, settings.data_dir, output, report, version, case_pk,
@@ -283,8 +301,10 @@ def validate(
                 typer.echo(line)
             typer.echo(f"report: {output / 'report.html'} (kept in {kept})")
             return
-        if reference_seg is not None:
-            raise typer.BadParameter("--reference-seg is for segmentation models")
+        if reference_seg is not None or reference_boxes is not None:
+            raise typer.BadParameter(
+                "--reference-seg is for segmentation models, --reference-boxes for detection"
+            )
         if (labels is None) == (results is None):
             raise typer.BadParameter("give exactly one of --labels and --results")
         name, thresholds, default = _finding(manifest, finding or (case.finding if case else None))
@@ -339,6 +359,9 @@ def publish(
     elif report.get("kind") == "segmentation":
         html = render_segmentation_html(report)
         write_pdf(report, output / "report.pdf", segmentation_figures(report), html=html)
+    elif report.get("kind") == "detection":
+        html = render_detection_html(report)
+        write_pdf(report, output / "report.pdf", detection_figures(report), html=html)
     else:
         html = render_html(report)
         write_pdf(report, output / "report.pdf", html=html)

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from radpilot.core.yamlfile import load_yaml_model
 
 __all__ = [
+    "DETECTION_METRICS",
     "MEASUREMENT_METRICS",
     "SEGMENTATION_METRICS",
     "Criterion",
@@ -52,9 +53,12 @@ Metric = Literal[
     "mae", "rmse", "abs_bias", "limits_of_agreement", "icc", "within_tolerance",
     # segmentation models (radpilot.validation.segmentation): means over cases
     "dice", "hd95_mm", "surface_dice",
+    # detection models (radpilot.validation.detection): FROC sensitivity at a false-positive rate
+    "sensitivity_at_half_fp", "sensitivity_at_1_fp", "sensitivity_at_2_fp",
 ]  # fmt: skip
 MEASUREMENT_METRICS = {"mae", "rmse", "abs_bias", "limits_of_agreement", "icc", "within_tolerance"}
 SEGMENTATION_METRICS = {"dice", "hd95_mm", "surface_dice"}
+DETECTION_METRICS = {"sensitivity_at_half_fp", "sensitivity_at_1_fp", "sensitivity_at_2_fp"}
 _AT_POINT = {"sensitivity", "specificity", "ppv", "npv", "accuracy", "f1"}
 
 
@@ -170,7 +174,7 @@ def verdict(use_case: UseCase, binary: dict[str, Any], default_point: str) -> di
     def estimate_of(criterion: Criterion) -> dict[str, Any] | str:
         return _value(binary, criterion, default_point) or "not computed for these cases"
 
-    metrics = set(get_args(Metric)) - MEASUREMENT_METRICS - SEGMENTATION_METRICS
+    metrics = set(get_args(Metric)) - MEASUREMENT_METRICS - SEGMENTATION_METRICS - DETECTION_METRICS
     return judge_all(use_case, "classification", metrics, estimate_of)
 
 
