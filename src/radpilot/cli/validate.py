@@ -2,60 +2,29 @@
 
 from __future__ import annotations
 
-import csv
-import datetime as dt
-import hashlib
-import json
-import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
-import pydicom
 import typer
-from pydicom.dataset import Dataset
 
-from radpilot.cli.context import current_user, database, fail, settings_of
-from radpilot.data.synth_perturb import PerturbationName
-from radpilot.governance.audit import AuditLog
-from radpilot.models.inference import load_model
-from radpilot.models.manifest import Manifest, Task
-from radpilot.models.package import ModelPackage
+from radpilot.cli.context import database, fail, settings_of
+from radpilot.cli.validate_classification import (
+    collect,
+    finding_of,
+    reads_by_reader,
+    stress_curves,
+)
+from radpilot.cli.validate_publish import publish
+from radpilot.models.manifest import Task
 from radpilot.models.registry import Registry, parse_label
 from radpilot.store import Database
-from radpilot.store.models_validation import ValidationReportRecord
 from radpilot.validation.binary import Options
-from radpilot.validation.cases import CaseTable, Exclusion, build_cases
-from radpilot.validation.cohort import LabelledStudy, labelled_studies, score_studies
-from radpilot.validation.detection_report import detection_figures, render_detection_html
-from radpilot.validation.measurement_report import measurement_figures, render_measurement_html
 from radpilot.validation.readers import compare_readers
 from radpilot.validation.report import ReportInputs, build_report
-from radpilot.validation.report_html import render_html, write_pdf
-from radpilot.validation.segmentation_report import (
-    render_segmentation_html,
-    segmentation_figures,
-)
-from radpilot.validation.stress import stress_curve
 from radpilot.validation.usecase import UseCase, load_use_case
 from radpilot.validation.usecase_store import get_use_case
 
 __all__ = ["validate"]
-
-
-def _finding(manifest: Manifest, asked: str | None) -> tuple[str, dict[str, float], str]:
-    """The finding, the package's thresholds for it, and the default point's name."""
-    points = manifest.output.operating_points
-    finding = asked or (
-        manifest.output.critical_findings[0]
-        if manifest.output.critical_findings
-        else (points[0].label if points else manifest.output.labels[-1])
-    )
-    thresholds = {p.name: p.threshold for p in points if p.label == finding}
-    if not thresholds:
-        fail(f"the package has no operating point for {finding!r}; name one with --finding")
-    default = manifest.output.default_operating_point or next(iter(thresholds))
-    return finding, thresholds, default if default in thresholds else next(iter(thresholds))
 
 
 def _names(text: str) -> tuple[str, str]:
@@ -63,69 +32,6 @@ def _names(text: str) -> tuple[str, str]:
     if len(parts) != 2 or not all(parts):
         raise typer.BadParameter("--names takes two names, e.g. 'internal,site B'")
     return parts[0], parts[1]
-
-
-def _results_rows(path: Path) -> list[dict[str, Any]]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _collect(
-    db: Database, archive: Path, package: ModelPackage, finding: str,
-    labels: Path | None, results: Path | None,
-) -> tuple[CaseTable, str, list[LabelledStudy]]:  # fmt: skip
-    """The cases of one labelled set, where they came from in words, and its studies
-    (none for a results file)."""
-    excluded: list[Exclusion] = []
-    studies: list[LabelledStudy] = []
-    if results is not None:
-        rows, source = _results_rows(results), f"results file {results.name}"
-    else:
-        assert labels is not None
-        modalities = list(package.manifest.applies_to.modalities)
-        studies, excluded = labelled_studies(db, labels, finding, modalities)
-        loaded = load_model(package, explain=False)
-        rows = []
-        for row in score_studies(loaded, studies, archive, finding):
-            if isinstance(row, Exclusion):
-                excluded.append(row)
-            else:
-                rows.append(row)
-        source = f"studies in this installation labelled by {labels.name}"
-    table = build_cases(rows, positive_labels=[finding])
-    table.excluded = excluded + table.excluded
-    return table, source, studies
-
-
-def _stress(
-    package: ModelPackage, studies: list[LabelledStudy], table: CaseTable, finding: str,
-    threshold: float, names: str, count: int, archive: Path,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Stress curves on up to ``count`` of the kept studies (evenly spaced)."""
-    try:
-        perturbations = [PerturbationName(n.strip()) for n in names.split(",") if n.strip()]
-    except ValueError as exc:
-        raise typer.BadParameter(f"--stress: {exc}") from None
-    label_of = dict(zip(table.case_ids, table.labels.tolist(), strict=True))
-    kept = [s for s in studies if s.study_instance_uid in label_of and s.files]
-    chosen = kept[:: max(1, len(kept) // count)][:count]
-    datasets: list[list[Dataset]] = [
-        [pydicom.dcmread(archive / f) for f in s.files] for s in chosen
-    ]
-    labels = np.asarray([label_of[s.study_instance_uid] for s in chosen], dtype=np.int64)
-    model = load_model(package, explain=False)
-    return [stress_curve(model, datasets, labels, finding, threshold, p) for p in perturbations]
-
-
-def _reads_by_reader(studies: list[LabelledStudy], table: CaseTable) -> dict[str, dict[str, int]]:
-    """reader -> case -> label, over the cases kept."""
-    kept = set(table.case_ids)
-    readers: dict[str, dict[str, int]] = {}
-    for study in studies:
-        if study.study_instance_uid in kept:
-            for reader, value in study.reads.items():
-                readers.setdefault(reader, {})[study.study_instance_uid] = value
-    return readers
 
 
 def _use_case(db: Database, given: str | None) -> tuple[UseCase | None, int | None]:
@@ -141,15 +47,6 @@ def _use_case(db: Database, given: str | None) -> tuple[UseCase | None, int | No
     except LookupError as exc:
         fail(f"{exc.args[0]} (and no file {given!r})")
     return case, record.id
-
-
-def _store(settings_dir: Path, output: Path, model: dict[str, str]) -> Path:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    kept = settings_dir / "validation" / model["name"] / model["version"] / stamp
-    kept.mkdir(parents=True, exist_ok=False)
-    for name in ("report.json", "report.html", "report.pdf"):
-        shutil.copy2(output / name, kept / name)
-    return kept
 
 
 def validate(
@@ -307,12 +204,14 @@ def validate(
             )
         if (labels is None) == (results is None):
             raise typer.BadParameter("give exactly one of --labels and --results")
-        name, thresholds, default = _finding(manifest, finding or (case.finding if case else None))
+        name, thresholds, default = finding_of(
+            manifest, finding or (case.finding if case else None)
+        )
         archive = settings.archive_dir
-        table, source, studies = _collect(db, archive, package, name, labels, results)
+        table, source, studies = collect(db, archive, package, name, labels, results)
         other = None
         if external_labels is not None or external_results is not None:
-            other, other_source, _ = _collect(
+            other, other_source, _ = collect(
                 db, archive, package, name, external_labels, external_results
             )
             source = f"{source}; external: {other_source}"
@@ -328,13 +227,13 @@ def validate(
                               body=case.case_noun if case else "studies",
                               external=other, names=_names(names))  # fmt: skip
         report = build_report(table, inputs)
-        readers = _reads_by_reader(studies, table)
+        readers = reads_by_reader(studies, table)
         if len(readers) >= 2:
             calls = dict(zip(table.case_ids, (table.scores >= thresholds[default]).tolist(),
                              strict=True))  # fmt: skip
             report["readers"] = compare_readers(readers, calls, bootstrap, seed)
         if stress:
-            curves = _stress(package, studies, table, name, thresholds[default],
+            curves = stress_curves(package, studies, table, name, thresholds[default],
                              stress, stress_cases, archive)  # fmt: skip
             report["stress"] = curves
         kept = publish(db, settings.data_dir, output, report, version, case_pk,
@@ -342,43 +241,3 @@ def validate(
     for line in report["summary"]:
         typer.echo(line)
     typer.echo(f"report: {output / 'report.html'} (kept in {kept})")
-
-
-def publish(
-    db: Database, data_dir: Path, output: Path, report: dict[str, Any], version: Any,
-    case_pk: int | None, *, cases: int, excluded: int,
-) -> Path:  # fmt: skip
-    """Write report.json, report.html and report.pdf to ``output``, keep a copy with the
-    model version, record it and audit it; return where the copy lies."""
-    output.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=1, allow_nan=True)
-    (output / "report.json").write_text(text, encoding="utf-8")
-    if report.get("kind") == "measurement":
-        html = render_measurement_html(report)
-        write_pdf(report, output / "report.pdf", measurement_figures(report), html=html)
-    elif report.get("kind") == "segmentation":
-        html = render_segmentation_html(report)
-        write_pdf(report, output / "report.pdf", segmentation_figures(report), html=html)
-    elif report.get("kind") == "detection":
-        html = render_detection_html(report)
-        write_pdf(report, output / "report.pdf", detection_figures(report), html=html)
-    else:
-        html = render_html(report)
-        write_pdf(report, output / "report.pdf", html=html)
-    (output / "report.html").write_text(html, encoding="utf-8")
-    kept = _store(data_dir, output, report["model"])
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    outcome = (report.get("verdict") or {}).get("verdict")
-    with db.session() as session:
-        session.add(ValidationReportRecord(
-            model_version_pk=version.id, use_case_pk=case_pk,
-            path=str(kept.relative_to(data_dir)), sha256=digest,
-            cases=cases, excluded=excluded, verdict=outcome, created_by=current_user(),
-        ))  # fmt: skip
-    AuditLog(db).append(
-        "validation.report",
-        current_user(),
-        f"{report['model']['name']}:{report['model']['version']}",
-        {"sha256": digest, "cases": cases, "excluded": excluded, "verdict": outcome},
-    )
-    return kept
