@@ -144,6 +144,25 @@ def test_crop_keeps_the_recorded_part(case: SynthCase) -> None:
     assert np.array_equal(cropped, clean[top : top + 72, left : left + 72])
 
 
+def test_resolution_coarsens_the_matrix_over_the_same_field(case: SynthCase) -> None:
+    clean = _xray(case).datasets[0]
+    study = _xray(case, "resolution=0.5")
+    coarse = study.datasets[0]
+    assert (coarse.Rows, coarse.Columns) == (48, 48)
+    assert float(coarse.PixelSpacing[0]) == pytest.approx(2 * float(clean.PixelSpacing[0]))
+    assert float(coarse.Rows) * float(coarse.PixelSpacing[0]) == pytest.approx(
+        float(clean.Rows) * float(clean.PixelSpacing[0])
+    )  # the same field of view
+    fine, low = _pixels(clean), _pixels(coarse)
+    # each coarse pixel is close to the mean of the 2 x 2 block it covers (low-pass first)
+    blocks = fine.reshape(48, 2, 48, 2).mean(axis=(1, 3))
+    assert np.abs(low - blocks).mean() < 0.05 * fine.std()
+    assert abs(low.mean() - fine.mean()) < 0.01 * fine.mean()
+    assert study.applied[0].params == {"scale": 0.5, "rows": 48, "columns": 48}
+    with pytest.raises(ValueError, match="radiographs"):
+        _ct("resolution=0.5")
+
+
 def test_burned_in_text_changes_only_its_box_and_says_so(case: SynthCase) -> None:
     clean = _xray(case).datasets[0]
     study = _xray(case, "burned-in-text=AP 12:30")

@@ -41,6 +41,9 @@ def test_perturbed_copies_are_valid_dicom_and_seeded() -> None:
     assert ds.PixelData == radiograph(case, size=64).PixelData  # the original is untouched
     with pytest.raises(ValueError, match="noise sigma"):
         perturb_dataset(ds, PerturbationSpec(PerturbationName.NOISE, "5000"), "s")
+    coarse = perturb_dataset(ds, PerturbationSpec(PerturbationName.RESOLUTION, "0.25"), "s")
+    assert (coarse.Rows, coarse.Columns) == (16, 16) and coarse.pixel_array.shape == (16, 16)
+    assert float(coarse.PixelSpacing[0]) == pytest.approx(4 * float(ds.PixelSpacing[0]))
 
 
 def test_inversion_holds_and_strong_noise_and_blur_break(

@@ -85,7 +85,8 @@ def synth(
         typer.Option(
             metavar="NAME[=VALUE]",
             help="Repeatable, applied in order: noise, blur, low-dose, contrast, "
-            "window-shift, rotation, crop, monochrome1, burned-in-text, metal-streaks "
+            "window-shift, rotation, crop, resolution, monochrome1, burned-in-text, "
+            "metal-streaks "
             "(see docs/synth.md).",
         ),
     ] = None,

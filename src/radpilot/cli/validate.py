@@ -116,7 +116,7 @@ def validate(
         typer.Option(
             "--stress",
             help="Perturbations to stress-test, comma-separated "
-            "(noise, blur, low-dose, contrast, window-shift, rotation, crop, "
+            "(noise, blur, low-dose, contrast, window-shift, rotation, crop, resolution, "
             "monochrome1, burned-in-text, metal-streaks); needs --labels.",
         ),
     ] = None,

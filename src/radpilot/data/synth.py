@@ -178,7 +178,7 @@ def radiograph_study(
     ds.KVP = f"{header.kvp:g}"
     if header.exposure > 0:
         ds.ExposureInuAs = round(header.exposure * 1000)
-    ds.ImagerPixelSpacing = ds.PixelSpacing = [spacing, spacing]
+    ds.ImagerPixelSpacing = ds.PixelSpacing = [state.spacing_mm, state.spacing_mm]
     if modality is SynthModality.DX:
         _dx_attributes(ds, state, key)
     _pixels(ds, state)

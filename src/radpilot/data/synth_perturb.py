@@ -25,7 +25,13 @@ from radpilot.data.synth_image import (
     number,
 )
 from radpilot.data.synth_ops import gaussian_blur
-from radpilot.data.synth_perturb_spatial import burned_in_text, crop, metal_streaks, rotation
+from radpilot.data.synth_perturb_spatial import (
+    burned_in_text,
+    crop,
+    metal_streaks,
+    resolution,
+    rotation,
+)
 
 __all__ = ["Applied", "PerturbationName", "PerturbationSpec", "apply_perturbations"]
 
@@ -42,6 +48,7 @@ class PerturbationName(StrEnum):
     WINDOW_SHIFT = "window-shift"
     ROTATION = "rotation"
     CROP = "crop"
+    RESOLUTION = "resolution"
     MONOCHROME1 = "monochrome1"
     BURNED_IN_TEXT = "burned-in-text"
     METAL_STREAKS = "metal-streaks"
@@ -205,6 +212,7 @@ _FUNCTIONS = {
     PerturbationName.WINDOW_SHIFT: window_shift,
     PerturbationName.ROTATION: rotation,
     PerturbationName.CROP: crop,
+    PerturbationName.RESOLUTION: resolution,
     PerturbationName.MONOCHROME1: monochrome1,
     PerturbationName.BURNED_IN_TEXT: burned_in_text,
     PerturbationName.METAL_STREAKS: metal_streaks,

@@ -1,4 +1,4 @@
-"""Perturbations that move or mark pixels: rotation, crop, burned-in text, metal.
+"""Perturbations that move or mark pixels: rotation, crop, resolution, burned-in text, metal.
 
 Rotation and crop move the ground-truth masks with the pixels and compose the in-plane
 map back to the original grid (``ImageState.grid``), from which CT slices get their
@@ -14,9 +14,9 @@ import numpy as np
 
 from radpilot.data.synth_font import render_text
 from radpilot.data.synth_image import ImageState, Param, Result, number
-from radpilot.data.synth_ops import Affine, compose, line_distance, resample
+from radpilot.data.synth_ops import Affine, compose, gaussian_blur, line_distance, resample
 
-__all__ = ["burned_in_text", "crop", "metal_streaks", "rotation"]
+__all__ = ["burned_in_text", "crop", "metal_streaks", "resolution", "rotation"]
 
 
 def _regrid(state: ImageState, local: Affine, shape: tuple[int, int]) -> ImageState:
@@ -57,6 +57,34 @@ def crop(state: ImageState, value: str | None, rng: np.random.Generator) -> Resu
     local: Affine = (1.0, 0.0, float(top), 0.0, 1.0, float(left))
     cropped = _regrid(state, local, (new_rows, new_cols))
     return cropped, {"fraction": fraction, "top": top, "left": left}
+
+
+def resolution(state: ImageState, value: str | None, rng: np.random.Generator) -> Result:
+    """A coarser matrix over the same field, as from a detector with larger pixels; value:
+    the scale of each side (default 0.5: a quarter of the pixels).
+
+    The image is low-pass filtered first (Gaussian, sigma half the new pixel size, in old
+    pixels), then resampled; Pixel Spacing grows accordingly. Radiographs only: a CT
+    series keeps its matrix here.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not a number in the allowed range, or the image is a CT slice.
+    """
+    if state.ct:
+        raise ValueError("resolution applies to radiographs; a CT series keeps its matrix")
+    scale = number(value, 0.5, 0.05, 1.0, "resolution scale")
+    rows, cols = state.pixels.shape[-2:]
+    new_rows, new_cols = max(1, round(rows * scale)), max(1, round(cols * scale))
+    step_r, step_c = rows / new_rows, cols / new_cols
+    smoothed = (
+        replace(state, pixels=gaussian_blur(state.pixels, 0.5 * step_r)) if scale < 1 else state
+    )
+    local: Affine = (step_r, 0.0, (step_r - 1) / 2, 0.0, step_c, (step_c - 1) / 2)
+    coarse = replace(_regrid(smoothed, local, (new_rows, new_cols)),
+                     spacing_mm=state.spacing_mm * step_r)  # fmt: skip
+    return coarse, {"scale": scale, "rows": new_rows, "columns": new_cols}
 
 
 def burned_in_text(state: ImageState, value: str | None, rng: np.random.Generator) -> Result:

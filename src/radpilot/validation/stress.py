@@ -37,6 +37,7 @@ DEFAULT_LADDERS: dict[PerturbationName, tuple[str, ...]] = {
     PerturbationName.WINDOW_SHIFT: ("0.1", "0.2", "0.4", "0.8"),
     PerturbationName.ROTATION: ("2", "5", "10", "20", "30"),
     PerturbationName.CROP: ("0.9", "0.8", "0.7", "0.6", "0.5"),
+    PerturbationName.RESOLUTION: ("0.75", "0.5", "0.25", "0.125"),
     PerturbationName.MONOCHROME1: ("",),
     PerturbationName.BURNED_IN_TEXT: ("",),
     PerturbationName.METAL_STREAKS: ("2", "6", "12"),
