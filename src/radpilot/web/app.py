@@ -29,7 +29,7 @@ from radpilot.core.settings import Settings
 from radpilot.pipeline.feedback import InvalidFeedbackError, ResultMismatchError
 from radpilot.pipeline.worklist import StudyNotFoundError
 from radpilot.store import Database
-from radpilot.web import routes_studies, routes_worklist
+from radpilot.web import routes_dicomweb, routes_studies, routes_worklist
 from radpilot.web.schemas import ErrorOut, HealthOut
 
 __all__ = ["create_app"]
@@ -147,4 +147,5 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
 
     app.include_router(routes_worklist.router)
     app.include_router(routes_studies.router)
+    app.include_router(routes_dicomweb.router)
     return app
