@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
+from PIL import Image
 from pydicom.data import get_testdata_file
 
 from radpilot.core.settings import Settings
@@ -104,3 +107,47 @@ def test_dicomweb_needs_sign_in_and_names_what_is_missing(served: dict[str, Any]
     wrong = requests.get(f"{base}/studies/{ct.StudyInstanceUID}/series/9.9.9", headers=headers,
                          timeout=30)  # fmt: skip
     assert wrong.status_code == 404
+
+
+def _expected(ds: pydicom.Dataset, center: float, width: float) -> np.ndarray:
+    """PS3.3 C.11.2.1.2 linear window of the rescaled values, to 8 bits (by hand)."""
+    values = ds.pixel_array.astype(np.float64) * float(ds.get("RescaleSlope", 1)) + float(
+        ds.get("RescaleIntercept", 0)
+    )
+    unit = np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0, 1)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        unit = 1 - unit
+    return np.rint(unit * 255).astype(np.uint8)
+
+
+def test_rendered_frames_are_windowed_as_asked(served: dict[str, Any]) -> None:
+    client: DICOMwebClient = served["client"]
+    ct = pydicom.dcmread(served["paths"][0])
+    png = client.retrieve_instance_rendered(
+        ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID,
+        media_types=("image/png",), params={"window": "40,400,linear"},
+    )  # fmt: skip
+    picture = np.asarray(Image.open(BytesIO(png)))
+    assert picture.shape == (ct.Rows, ct.Columns)
+    assert np.array_equal(picture, _expected(ct, 40, 400))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    url = (f"{served['base']}/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}"
+           f"/instances/{ct.SOPInstanceUID}")  # fmt: skip
+    jpeg = requests.get(f"{url}/frames/1/rendered", headers={**headers, "Accept": "image/jpeg"},
+                        timeout=30)  # fmt: skip
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    assert Image.open(BytesIO(jpeg.content)).size == (ct.Columns, ct.Rows)
+    assert requests.get(f"{url}/frames/2/rendered", headers=headers, timeout=30).status_code == 404
+    bad = requests.get(f"{url}/rendered", params={"window": "40"}, headers=headers, timeout=30)
+    assert bad.status_code == 422
+
+
+def test_monochrome1_renders_inverted(served: dict[str, Any]) -> None:
+    ds = pydicom.dcmread(served["paths"][0])
+    normal = _expected(ds, 40, 400)
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    inverted = _expected(ds, 40, 400)
+    assert np.array_equal(inverted, 255 - normal)
+    from radpilot.web.rendering import render_frame
+
+    assert np.array_equal(render_frame(ds, 1, (40, 400)), inverted)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import pydicom
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -272,3 +272,61 @@ def retrieve_instance(
 ) -> StreamingResponse:
     """One instance, byte for byte as archived."""
     return _retrieve(db, settings, study, series, instance)
+
+
+def _window(text: str | None) -> tuple[float, float] | None:
+    if not text:
+        return None
+    parts = text.split(",")
+    try:
+        center, width = float(parts[0]), float(parts[1])
+    except (IndexError, ValueError):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "window is center,width[,linear]"
+        ) from None
+    if width < 1 or (len(parts) > 2 and parts[2].strip().lower() != "linear"):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "window: width >= 1, function linear"
+        )
+    return center, width
+
+
+def _rendered(db: Any, settings: Any, study: str, series: str, instance: str, frame: int,
+              window: str | None, accept: str | None) -> Response:  # fmt: skip
+    from radpilot.core.errors import ModelError
+    from radpilot.store import archive_from_settings
+    from radpilot.web.rendering import encode, render_frame
+
+    with db.session() as session:
+        ((row, _),) = _instances(session, study, series, instance)
+        path = row.file_path
+    ds = pydicom.dcmread(archive_from_settings(settings).path(path))
+    try:
+        picture = render_frame(ds, frame, _window(window))
+    except IndexError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except ModelError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    media = "image/jpeg" if accept and "image/jpeg" in accept and "image/png" not in accept else (
+        "image/png")  # fmt: skip
+    return Response(encode(picture, media), media_type=media)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/rendered",
+            response_class=Response, summary="WADO-RS: rendered instance")  # fmt: skip
+def rendered_instance(
+    study: str, series: str, instance: str, db: DbDep, settings: SettingsDep,
+    window: str | None = None, accept: Annotated[str | None, Header()] = None,
+) -> Response:  # fmt: skip
+    """The first frame as PNG (or JPEG when only that is accepted), windowed."""
+    return _rendered(db, settings, study, series, instance, 1, window, accept)
+
+
+@router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/rendered",
+            response_class=Response, summary="WADO-RS: rendered frame")  # fmt: skip
+def rendered_frame(
+    study: str, series: str, instance: str, frame: int, db: DbDep, settings: SettingsDep,
+    window: str | None = None, accept: Annotated[str | None, Header()] = None,
+) -> Response:  # fmt: skip
+    """One frame (1-based) as PNG or JPEG, windowed."""
+    return _rendered(db, settings, study, series, instance, frame, window, accept)
