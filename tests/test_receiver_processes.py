@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +23,7 @@ pytestmark = [pytest.mark.dcmtk, pytest.mark.slow]
 
 
 def test_two_processes_share_the_port_and_every_arrival_reaches_the_main_bus(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = load_settings(
         data_dir=tmp_path / "data", dicom_port=0, dicom_host="127.0.0.1", fsync=False,
@@ -59,6 +61,14 @@ def test_two_processes_share_the_port_and_every_arrival_reaches_the_main_bus(
         child = service.receivers.pids[0]
         taken_by_child = service.receivers.indexed_by[child]
         assert 0 < taken_by_child < 24  # both processes received
+        # A child that dies is reported, and the main process still receives.
+        os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "exited with code -9" not in caplog.text:
+            time.sleep(0.1)
+        assert "receiver process radpilot-receiver-2 exited with code -9" in caplog.text
+        late = write_studies(tmp_path / "late", radiographs(1, size=64, start=50))
+        assert dcmtk.storescu(port, late).returncode == 0
     finally:
         service.stop()
     assert service.receivers is None  # stopped with the service

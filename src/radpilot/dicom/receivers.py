@@ -21,6 +21,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections import Counter
 from multiprocessing.context import SpawnProcess
 from typing import Any
@@ -35,9 +36,14 @@ log = logging.getLogger(__name__)
 _STOP = None  # the forwarding thread's sentinel
 
 
-def _child(settings: Settings, events: Any, stop: Any, ready: Any) -> None:
-    """A receiver process: intake and receiver until ``stop`` is set or the parent dies."""
+def _child(settings: Settings, events: Any, ready: Any) -> None:
+    """A receiver process: intake and receiver until SIGTERM or the parent's death."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: parent decides
+    stop = threading.Event()
+    # The parent stops a child with SIGTERM rather than a shared multiprocessing Event: a
+    # child killed while waiting on such an Event leaves its condition variable expecting
+    # a waiter that never wakes, and the parent's set() would block for ever.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     from radpilot.core.logging import configure_logging
     from radpilot.dicom.reading import configure_pydicom
     from radpilot.dicom.scp import Receiver
@@ -90,17 +96,17 @@ class ReceiverProcesses:
         # spawn, not fork: the main process runs threads (and torch) that fork would copy
         # in whatever state they were in.
         self._mp = mp.get_context("spawn")
-        self._events: Any = self._mp.Queue()
-        self._stop: Any = self._mp.Event()
-        self._processes: list[SpawnProcess] = []
-        self._thread: threading.Thread | None = None
+        self._stopping = False
+        # One queue and one forwarding thread per child: a child killed while writing to a
+        # shared queue would leave its lock held and stall the others.
+        self._children: list[tuple[SpawnProcess, Any, threading.Thread]] = []
         #: Instances indexed per child process id (for health checks and tests).
         self.indexed_by: Counter[int] = Counter()
 
     @property
     def pids(self) -> list[int]:
         """The children's process ids."""
-        return [p.pid for p in self._processes if p.pid is not None]
+        return [p.pid for p, _, _ in self._children if p.pid is not None]
 
     def start(self, timeout: float = 120.0) -> None:
         """Start the children and wait until each is listening.
@@ -110,24 +116,28 @@ class ReceiverProcesses:
         RuntimeError
             If a child exits or is not listening within ``timeout`` seconds.
         """
-        self._thread = threading.Thread(
-            target=self._forward, name="radpilot-receiver-events", daemon=True
-        )
-        self._thread.start()
         readies = []
         for index in range(self.count):
-            ready = self._mp.Event()
+            ready, events = self._mp.Event(), self._mp.Queue()
             process = self._mp.Process(
                 target=_child,
-                args=(self.settings, self._events, self._stop, ready),
+                args=(self.settings, events, ready),
                 name=f"radpilot-receiver-{index + 2}",
                 daemon=True,
             )
             process.start()
-            self._processes.append(process)
+            thread = threading.Thread(
+                target=self._forward, args=(process, events), name=f"{process.name}-events",
+                daemon=True,
+            )  # fmt: skip
+            thread.start()
+            self._children.append((process, events, thread))
             readies.append((process, ready))
+        deadline = time.monotonic() + timeout
         for process, ready in readies:
-            if not ready.wait(timeout) or not process.is_alive():
+            while not ready.wait(0.2) and process.is_alive() and time.monotonic() < deadline:
+                pass
+            if not ready.is_set() or not process.is_alive():
                 self.stop()
                 raise RuntimeError(
                     f"receiver process {process.name} did not start (exit code "
@@ -137,24 +147,34 @@ class ReceiverProcesses:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Close the children's ports, let them finish indexing, then stop forwarding."""
-        self._stop.set()
-        for process in self._processes:
+        self._stopping = True
+        for process, _, _ in self._children:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: the child closes its port and finishes indexing
+        for process, events, thread in self._children:
             process.join(timeout)
             if process.is_alive():
-                log.warning("receiver process %s did not stop; terminating it", process.name)
-                process.terminate()
+                log.warning("receiver process %s did not stop; killing it", process.name)
+                process.kill()
                 process.join(5)
-        self._processes = []
-        if self._thread is not None:
-            self._events.put(_STOP)
-            self._thread.join(10)
-            self._thread = None
+            events.put(_STOP)  # after the child's last events: the queue keeps their order
+            thread.join(10)
+        self._children = []
 
-    def _forward(self) -> None:
+    def _forward(self, process: SpawnProcess, events: Any) -> None:
+        """Publish what ``process`` indexed on the main bus; say so if it dies."""
         while True:
             try:
-                item = self._events.get(timeout=1.0)
-            except queue.Empty:
+                item = events.get(timeout=1.0)
+            except queue.Empty:  # a quiet second: is the child still there?
+                if not process.is_alive() and not self._stopping:
+                    log.error(
+                        "receiver process %s exited with code %s; the other receiver "
+                        "processes serve the port until radpilot is restarted",
+                        process.name,
+                        process.exitcode,
+                    )
+                    return
                 continue
             if item is _STOP:
                 return
