@@ -136,7 +136,7 @@ class CStoreSender:
     def close(self) -> None:
         """Release the association kept open for the next batch, if any."""
         with self._lock:
-            self._drop_held(release=True)
+            self._drop_held()
 
     def expire(self) -> float | None:
         """Release the kept association if its time is up.
@@ -152,7 +152,7 @@ class CStoreSender:
             left = self._held_until - time.monotonic()
             if left > 0 and self._held.is_established:
                 return left
-            self._drop_held(release=True)
+            self._drop_held()
             return None
 
     def _send_batch(
@@ -182,7 +182,7 @@ class CStoreSender:
         if assoc is None:
             return None
         if not assoc.is_established or time.monotonic() > self._held_until:
-            self._drop_held(release=True)
+            self._drop_held()
             return None
         accepted: dict[str, set[str]] = {}
         for cx in assoc.accepted_contexts:
@@ -195,7 +195,7 @@ class CStoreSender:
             if item.transfer_syntax in _UNCOMPRESSED and not raw:
                 usable |= set(_UNCOMPRESSED)
             if not syntaxes & usable:
-                self._drop_held(release=True)  # a new association proposes the new classes
+                self._drop_held()  # a new association proposes the new classes
                 return None
         self._held = None
         self._socket = self._held_socket
@@ -206,16 +206,18 @@ class CStoreSender:
             self._held, self._held_socket = assoc, self._socket
             self._held_until = time.monotonic() + self.keepalive
             return
-        if assoc.is_established:
-            assoc.release()
-        self._close(assoc)
+        self._release(assoc)
 
-    def _drop_held(self, *, release: bool) -> None:
+    def _drop_held(self) -> None:
+        """Release and close the kept association, if any."""
         assoc, self._held = self._held, None
-        if assoc is None:
-            return
-        self._socket = self._held_socket
-        if release and assoc.is_established:
+        if assoc is not None:
+            self._socket = self._held_socket
+            self._release(assoc)
+
+    def _release(self, assoc: Association) -> None:
+        """Release ``assoc`` (unless the peer already ended it) and close its socket."""
+        if assoc.is_established:
             assoc.release()
         self._close(assoc)
 

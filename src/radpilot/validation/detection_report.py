@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from radpilot.core.svgplot import new_figure
 from radpilot.validation.cases import Exclusion
+from radpilot.validation.report_common import closing_lines, envelope
 from radpilot.validation.report_html import render_page
 from radpilot.validation.usecase import DETECTION_METRICS, Criterion, UseCase, judge_all
 
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
 __all__ = ["build_detection_report", "detection_figures", "detection_verdict",
            "render_detection_html"]  # fmt: skip
 
-SCHEMA = "radpilot.validation.detection/1"
 _RATE_OF = {"sensitivity_at_half_fp": "0.5", "sensitivity_at_1_fp": "1",
             "sensitivity_at_2_fp": "2"}  # fmt: skip
 
@@ -55,13 +53,7 @@ def _summary(report: dict[str, Any]) -> list[str]:
             f"sensitivity {'; '.join(parts)} (a detection counts when its box overlaps a "
             f"reference box of its label with IoU >= {d['iou_threshold']:g})."
         )
-    if report["excluded"]:
-        lines.append(f"{report['excluded']} reference row(s) or studies could not be used "
-                     "(reasons below).")  # fmt: skip
-    if report.get("verdict"):
-        lines.append(f"Verdict against the use case {report['verdict']['use_case']!r}: "
-                     f"{report['verdict']['verdict'].upper()}.")  # fmt: skip
-    return lines
+    return lines + closing_lines(report, "reference row(s) or studies")
 
 
 def build_detection_report(
@@ -75,20 +67,9 @@ def build_detection_report(
 ) -> dict[str, Any]:
     """The whole report as a JSON-ready dict; ``result`` from
     :func:`radpilot.validation.detection.evaluate_detection`."""
-    report: dict[str, Any] = {
-        "schema": SCHEMA,
-        "kind": "detection",
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": model,
-        "finding": finding,
-        "source": source,
-        "body": use_case.case_noun if use_case else "studies",
-        "detection": result,
-        "verdict": detection_verdict(use_case, result, finding) if use_case else None,
-        "excluded": len(excluded),
-        "excluded_by_reason": dict(Counter(e.reason for e in excluded).most_common()),
-        "cases": [{"case_id": e.case_id, "excluded": e.reason} for e in excluded],
-    }
+    verdict = detection_verdict(use_case, result, finding) if use_case else None
+    report = envelope("detection", result, model=model, finding=finding, source=source,
+                      use_case=use_case, verdict=verdict, excluded=excluded)  # fmt: skip
     report["summary"] = _summary(report)
     return report
 

@@ -7,15 +7,14 @@ measured-against-reference scatter, the subgroup table, and the exclusions.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from radpilot.core.svgplot import new_figure
 from radpilot.validation.measurement import MeasurementCases, evaluate_measurement
+from radpilot.validation.report_common import closing_lines, envelope
 from radpilot.validation.report_html import render_page
 from radpilot.validation.usecase import MEASUREMENT_METRICS, Criterion, UseCase, judge_all
 
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["build_measurement_report", "measurement_figures", "measurement_verdict",
            "render_measurement_html"]  # fmt: skip
-
-SCHEMA = "radpilot.validation.measurement/1"
 
 
 def _distance_to_zero(low: float, high: float) -> float:
@@ -117,12 +114,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         if differs
         else f"No subgroup's bias differed from the rest ({k} comparisons, Holm-adjusted)."
     )
-    if report.get("verdict"):
-        lines.append(
-            f"Verdict against the use case {report['verdict']['use_case']!r}: "
-            f"{report['verdict']['verdict'].upper()}."
-        )
-    return lines
+    return lines + closing_lines(report, "case(s)")
 
 
 def build_measurement_report(
@@ -137,24 +129,22 @@ def build_measurement_report(
     """The whole report as a JSON-ready dict."""
     tolerance = use_case.tolerance if use_case is not None else None
     result = evaluate_measurement(cases, tolerance=tolerance, bootstrap=bootstrap, seed=seed)
-    report: dict[str, Any] = {
-        "schema": SCHEMA,
-        "kind": "measurement",
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": model,
-        "finding": cases.name,
-        "source": source,
-        "body": use_case.case_noun if use_case else "studies",
-        "measurement": result,
-        "verdict": measurement_verdict(use_case, result) if use_case else None,
-        "cases": [
-            {"case_id": c, "measured": float(v), "reference": float(r), "excluded": None}
-            for c, v, r in zip(cases.case_ids, cases.measured, cases.reference, strict=True)
-        ]
-        + [{"case_id": e.case_id, "excluded": e.reason} for e in cases.excluded],
-        "excluded": len(cases.excluded),
-        "excluded_by_reason": dict(Counter(e.reason for e in cases.excluded).most_common()),
-    }
+    kept = [
+        {"case_id": c, "measured": float(v), "reference": float(r), "excluded": None}
+        for c, v, r in zip(cases.case_ids, cases.measured, cases.reference, strict=True)
+    ]
+    verdict = measurement_verdict(use_case, result) if use_case else None
+    report = envelope(
+        "measurement",
+        result,
+        model=model,
+        finding=cases.name,
+        source=source,
+        use_case=use_case,
+        verdict=verdict,
+        excluded=cases.excluded,
+        kept=kept,
+    )
     report["summary"] = summary_lines(report)
     return report
 

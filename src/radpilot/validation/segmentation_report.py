@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from radpilot.core.svgplot import new_figure
 from radpilot.validation.cases import Exclusion
+from radpilot.validation.report_common import closing_lines, envelope
 from radpilot.validation.report_html import render_page
 from radpilot.validation.usecase import SEGMENTATION_METRICS, Criterion, UseCase, judge_all
 
@@ -19,8 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["build_segmentation_report", "render_segmentation_html", "segmentation_figures",
            "segmentation_verdict"]  # fmt: skip
-
-SCHEMA = "radpilot.validation.segmentation/1"
 
 
 def segmentation_verdict(use_case: UseCase, labels: dict[str, Any], finding: str) -> dict[str, Any]:
@@ -49,13 +46,7 @@ def _summary(report: dict[str, Any]) -> list[str]:
         if m["both_empty"]:
             line += f"; {m['both_empty']} case(s) empty in both, counted as Dice 1"
         lines.append(line + ".")
-    if report["excluded"]:
-        lines.append(f"{report['excluded']} reference(s) or case(s) could not be compared "
-                     "(reasons below).")  # fmt: skip
-    if report.get("verdict"):
-        lines.append(f"Verdict against the use case {report['verdict']['use_case']!r}: "
-                     f"{report['verdict']['verdict'].upper()}.")  # fmt: skip
-    return lines
+    return lines + closing_lines(report, "reference(s) or case(s)")
 
 
 def build_segmentation_report(
@@ -69,20 +60,9 @@ def build_segmentation_report(
 ) -> dict[str, Any]:
     """The whole report as a JSON-ready dict; ``labels`` from
     :func:`radpilot.validation.segmentation.summarise`."""
-    report: dict[str, Any] = {
-        "schema": SCHEMA,
-        "kind": "segmentation",
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": model,
-        "finding": finding,
-        "source": source,
-        "body": use_case.case_noun if use_case else "studies",
-        "segmentation": labels,
-        "verdict": segmentation_verdict(use_case, labels, finding) if use_case else None,
-        "excluded": len(excluded),
-        "excluded_by_reason": dict(Counter(e.reason for e in excluded).most_common()),
-        "cases": [{"case_id": e.case_id, "excluded": e.reason} for e in excluded],
-    }
+    verdict = segmentation_verdict(use_case, labels, finding) if use_case else None
+    report = envelope("segmentation", labels, model=model, finding=finding, source=source,
+                      use_case=use_case, verdict=verdict, excluded=excluded)  # fmt: skip
     report["summary"] = _summary(report)
     return report
 

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 
 import pydicom
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from radpilot.store.models import Instance, Series, Study
 from radpilot.web.deps import DbDep, SettingsDep, current_actor
@@ -64,28 +64,39 @@ def _date_filter(query: Select[Any], text: str | None) -> Select[Any]:
     return query
 
 
-def _study_row(session: Session, study: Study, base: str) -> dict[str, Any]:
-    series = list(session.scalars(select(Series).where(Series.study_pk == study.id)))
-    instances = session.scalar(
-        select(func.count(Instance.id)).where(Instance.series_pk.in_([s.id for s in series]))
-    )
-    modalities = sorted({s.modality for s in series if s.modality})
-    patient = study.patient
-    return {
-        "00080020": _element("DA", study.study_date),
-        "00080030": _element("TM", study.study_time),
-        "00080050": _element("SH", study.accession_number),
-        "00080061": _element("CS", modalities),
-        "00081030": _element("LO", study.study_description),
-        "00081190": _element("UR", f"{base}/studies/{study.study_instance_uid}"),
-        "00100010": _element("PN", patient.patient_name),
-        "00100020": _element("LO", patient.patient_id),
-        "00100030": _element("DA", patient.birth_date),
-        "00100040": _element("CS", patient.sex),
-        "0020000D": _element("UI", study.study_instance_uid),
-        "00201206": _element("IS", len(series)),
-        "00201208": _element("IS", int(instances or 0)),
-    }
+def _study_rows(session: Session, studies: Sequence[Study], base: str) -> list[dict[str, Any]]:
+    """The QIDO-RS study rows; the page's series and instance counts in one query."""
+    counts: dict[int, tuple[set[str], int, int]] = {s.id: (set(), 0, 0) for s in studies}
+    per_series = session.execute(
+        select(Series.study_pk, Series.modality, func.count(Instance.id))
+        .outerjoin(Instance, Instance.series_pk == Series.id)
+        .where(Series.study_pk.in_(list(counts)))
+        .group_by(Series.id, Series.study_pk, Series.modality)
+    ).all()
+    for study_pk, modality, instances in per_series:
+        modalities, series, total = counts[study_pk]
+        counts[study_pk] = (modalities | ({modality} if modality else set()), series + 1,
+                            total + int(instances))  # fmt: skip
+    rows = []
+    for study in studies:
+        modalities, series, instances = counts[study.id]
+        patient = study.patient
+        rows.append({
+            "00080020": _element("DA", study.study_date),
+            "00080030": _element("TM", study.study_time),
+            "00080050": _element("SH", study.accession_number),
+            "00080061": _element("CS", sorted(modalities)),
+            "00081030": _element("LO", study.study_description),
+            "00081190": _element("UR", f"{base}/studies/{study.study_instance_uid}"),
+            "00100010": _element("PN", patient.patient_name),
+            "00100020": _element("LO", patient.patient_id),
+            "00100030": _element("DA", patient.birth_date),
+            "00100040": _element("CS", patient.sex),
+            "0020000D": _element("UI", study.study_instance_uid),
+            "00201206": _element("IS", series),
+            "00201208": _element("IS", instances),
+        })  # fmt: skip
+    return rows
 
 
 @router.get("/studies", response_class=Response, summary="QIDO-RS: search for studies")
@@ -113,9 +124,11 @@ def search_studies(
             )
         )
     with db.session() as session:
-        studies = session.scalars(query.offset(offset).limit(limit)).all()
+        studies = session.scalars(
+            query.options(selectinload(Study.patient)).offset(offset).limit(limit)
+        ).all()
         base = str(request.url_for("search_studies")).removesuffix("/studies")
-        return _json([_study_row(session, s, base) for s in studies])
+        return _json(_study_rows(session, studies, base))
 
 
 def _study(session: Session, uid: str) -> Study:
@@ -145,18 +158,21 @@ def search_series(
         found = _series_of(session, _study(session, study), None)
         if Modality:
             found = [s for s in found if s.modality in Modality.split(",")]
+        page = found[offset : offset + limit]
+        counts: dict[int, int] = dict(session.execute(
+            select(Instance.series_pk, func.count(Instance.id))
+            .where(Instance.series_pk.in_([s.id for s in page]))
+            .group_by(Instance.series_pk)
+        ).all())  # fmt: skip
         rows = []
-        for series in found[offset : offset + limit]:
-            count = session.scalar(
-                select(func.count(Instance.id)).where(Instance.series_pk == series.id)
-            )
+        for series in page:
             rows.append({
                 "00080060": _element("CS", series.modality),
                 "0008103E": _element("LO", series.series_description),
                 "0020000D": _element("UI", study),
                 "0020000E": _element("UI", series.series_instance_uid),
                 "00200011": _element("IS", series.series_number),
-                "00201209": _element("IS", int(count or 0)),
+                "00201209": _element("IS", counts.get(series.id, 0)),
             })  # fmt: skip
         return _json(rows)
 
