@@ -36,6 +36,7 @@ from tests.pipeline_helpers import radiographs, write_studies
 
 pytestmark = [pytest.mark.orthanc, pytest.mark.dcmtk, pytest.mark.slow]
 
+READER = {"Authorization": "Bearer tok-test"}
 RULES = """\
 rules:
   - name: chest-radiograph
@@ -99,7 +100,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
         ],
         delivery_retry_seconds=0.2,
         delivery_retry_max_seconds=1.0,
-        api_open=True,
+        api_tokens={"dr.test": "tok-test"},
     )
     db = Database(settings.effective_database_url)
     db.migrate()
@@ -160,7 +161,7 @@ def test_round_trip_to_orthanc_worklist_feedback_audit(setup: Setup) -> None:
         check_pacs_holds_results_once(setup)
         assert service.web is not None
         api = f"http://127.0.0.1:{service.web.port}/api"
-        worklist = httpx.get(f"{api}/worklist").json()
+        worklist = httpx.get(f"{api}/worklist", headers=READER).json()
         assert {row["study_instance_uid"] for row in worklist} == set(setup.study_uids)
         with setup.db.session() as session:
             results = {r.study.study_instance_uid: r for r in session.scalars(select(Result))}
@@ -173,7 +174,8 @@ def test_round_trip_to_orthanc_worklist_feedback_audit(setup: Setup) -> None:
         first = worklist[0]
         answer = httpx.post(
             f"{api}/studies/{first['study_instance_uid']}/feedback",
-            json={"decision": "reject", "reason_code": "false-positive", "reader": "dr.test"},
+            json={"decision": "reject", "reason_code": "false-positive"},
+            headers=READER,
         )
         assert answer.status_code == 201, answer.text
     finally:

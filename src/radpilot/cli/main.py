@@ -81,6 +81,7 @@ def _register() -> None:
         synth,
         train,
         usecases,
+        users,
         validate,
         worker,
         worklist,
@@ -100,6 +101,7 @@ def _register() -> None:
     app.add_typer(usecases.app, name="usecases")
     app.command("worker")(worker.worker)
     app.add_typer(audit.app, name="audit")
+    app.add_typer(users.app, name="users")
     app.command("worklist")(worklist.worklist)
     app.add_typer(stats.app, name="stats")
     app.command("demo")(demo.demo)

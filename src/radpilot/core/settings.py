@@ -117,11 +117,19 @@ class Settings(BaseSettings):
     delivery_keepalive_seconds: float = Field(10.0, ge=0)  # C-STORE association kept open
     http_host: str = "127.0.0.1"
 
-    # web API; authentication is radpilot.web.deps.authenticate (docs/api.md)
-    api_open: bool = False  # true: a request without a token acts as the local anonymous user
+    # web app and API: users, sessions, tokens (docs/web.md, docs/api.md)
     api_tokens: dict[str, SecretStr] = Field(
-        default_factory=dict, description="reader id -> bearer token (JSON object in the env)"
+        default_factory=dict,
+        description="reader id -> bearer token (JSON object in the env); radiologist role",
     )
+    session_idle_minutes: float = Field(30.0, gt=0)  # a session unused this long expires
+    session_max_hours: float = Field(12.0, gt=0)  # and every session ends after this
+    session_cookie_secure: Literal["auto", "always", "never"] = "auto"  # auto: when https
+    signin_max_failures: int = Field(5, ge=1)  # per user name and per client address ...
+    signin_window_seconds: float = Field(300.0, gt=0)  # ... in this window, then 429
+    max_request_bytes: int = Field(1_048_576, ge=1024)  # larger request bodies get 413
+    worklist_patient_names: bool = False  # true: the worklist shows names, not IDs
+    events_poll_seconds: float = Field(2.0, gt=0)  # live worklist: how often to look
 
     log_level: str = "INFO"
 

@@ -71,6 +71,7 @@ class WorklistRow:
     study_instance_uid: str
     accession_number: str | None
     patient_id: str
+    patient_name: str | None  # DICOM PN as stored; pages show it only when settings say
     age: str | None  # DICOM AS, e.g. "045Y"
     age_years: float | None
     sex: str | None
@@ -200,6 +201,7 @@ def _rows(
                 study_instance_uid=study.study_instance_uid,
                 accession_number=study.accession_number,
                 patient_id=patient.patient_id,
+                patient_name=patient.patient_name,
                 age=study.patient_age,
                 age_years=study.patient_age_years,
                 sex=patient.sex,

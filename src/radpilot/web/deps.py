@@ -1,58 +1,67 @@
 """Dependencies shared by the routes: the database, the settings and who is asking.
 
-Authentication is one function, :func:`authenticate`. For now it knows two kinds of
-caller:
+Every route except ``/api/health``, the sign-in page and the static files depends on
+:func:`current_actor`, which knows three kinds of caller:
 
-* a reader with a bearer token (``Authorization: Bearer <token>``) from
-  ``RADPILOT_API_TOKENS`` (a JSON object ``{"reader id": "token"}``);
-* when ``RADPILOT_API_OPEN=true`` only, a caller without a token, who becomes
-  :data:`ANONYMOUS` (a single-user installation on the reader's own machine).
+* a browser with a session cookie (``radpilot_session``) from ``POST /signin``; requests
+  that change something (POST, PUT, PATCH, DELETE) must also carry the session's CSRF
+  token in the ``X-CSRF-Token`` header (or the ``csrf_token`` form field);
+* a machine client with ``Authorization: Bearer <token>`` issued by ``radpilot users
+  token``, acting as that token's user and role;
+* a reader with a bearer token from ``RADPILOT_API_TOKENS`` (``{"reader id": "token"}``,
+  the configuration-managed tokens), acting as a radiologist.
 
-A wrong token is refused even on an open API. The web-app issue (logins, sessions, roles)
-replaces :func:`authenticate` (or overrides :func:`current_actor` with
-``app.dependency_overrides``); routes only ever see an :class:`Actor`.
+Bearer requests need no CSRF token: a browser never adds that header by itself. Routes
+only ever see an :class:`Actor`; :func:`require_roles` restricts one to some roles.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from radpilot.core.settings import Settings
 from radpilot.store import Database
+from radpilot.store.models_users import Role
+from radpilot.web import accounts
 
 __all__ = [
-    "ANONYMOUS",
+    "CSRF_HEADER",
+    "SESSION_COOKIE",
     "Actor",
     "CurrentActor",
     "DbDep",
     "SettingsDep",
-    "authenticate",
+    "authenticate_bearer",
     "current_actor",
     "get_db",
     "get_settings",
+    "require_roles",
 ]
+
+SESSION_COOKIE = "radpilot_session"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
 class Actor:
-    """Who is calling: ``id`` goes into the audit log; ``authenticated`` is false only
-    for the anonymous caller of an open API."""
+    """Who is calling: ``id`` (the user name) goes into the audit log."""
 
     id: str
-    authenticated: bool
+    role: Role
+    via: Literal["session", "token"]
+    csrf_token: str | None = None  # sessions only
 
-
-#: The caller without a token on an API that ``api_open`` opens.
-ANONYMOUS = Actor(id="anonymous", authenticated=False)
 
 _bearer = HTTPBearer(
     auto_error=False,
-    description="A reader's token from RADPILOT_API_TOKENS (docs/api.md).",
+    description="A token from `radpilot users token` or RADPILOT_API_TOKENS (docs/api.md).",
 )
 
 
@@ -72,56 +81,100 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 DbDep = Annotated[Database, Depends(get_db)]
 
 
-def _unauthorized(message: str) -> HTTPException:
+def _unauthorized(message: str, scheme: str = "Bearer") -> HTTPException:
     return HTTPException(
         status_code=status.HTTP_401_UNAUTHORIZED,
         detail=message,
-        headers={"WWW-Authenticate": "Bearer"},
+        headers={"WWW-Authenticate": scheme},
     )
 
 
-def authenticate(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> Actor:
-    """The actor a request acts as; the one function the web-app issue replaces.
+def authenticate_bearer(settings: Settings, db: Database, token: str) -> Actor:
+    """The actor a bearer token stands for.
 
     Raises
     ------
     fastapi.HTTPException
-        401 when the token is unknown, or when there is none and the API is not open.
+        401 when no enabled user has this token.
     """
-    if credentials is None:
-        if settings.api_open:
-            return ANONYMOUS
-        raise _unauthorized(
-            "this API needs 'Authorization: Bearer <token>' with a token from "
-            "RADPILOT_API_TOKENS (or RADPILOT_API_OPEN=true on a single-user installation)"
-        )
-    offered = credentials.credentials.encode("utf-8")
+    offered = token.encode("utf-8")
     match: str | None = None
-    for reader, token in settings.api_tokens.items():
-        # Compare with every token, in constant time, so timing tells nothing.
-        if hmac.compare_digest(offered, token.get_secret_value().encode("utf-8")):
+    for reader, known in settings.api_tokens.items():
+        # Compare with every configured token, in constant time, so timing tells nothing.
+        if hmac.compare_digest(offered, known.get_secret_value().encode("utf-8")):
             match = reader
-    if match is None:
-        raise _unauthorized("unknown token; ask an administrator for yours (RADPILOT_API_TOKENS)")
-    return Actor(id=match, authenticated=True)
+    if match is not None:
+        return Actor(id=match, role=Role.RADIOLOGIST, via="token")
+    user = accounts.token_user(db, token)
+    if user is None:
+        raise _unauthorized("unknown or revoked token; ask an administrator for a new one")
+    return Actor(id=user.username, role=user.role, via="token")
 
 
-def current_actor(
+async def _csrf_offered(request: Request) -> str | None:
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        form = await request.form()
+        value = form.get("csrf_token")
+        return value if isinstance(value, str) else None
+    return None
+
+
+async def current_actor(
     request: Request,
     settings: SettingsDep,
+    db: DbDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
-    """FastAPI dependency: the :class:`Actor` of this request (see :func:`authenticate`).
+    """FastAPI dependency: the :class:`Actor` of this request.
 
     Raises
     ------
     fastapi.HTTPException
-        401, as :func:`authenticate` decides, or when the ``Authorization`` header is
-        not a bearer token.
+        401 without a valid session or token (or when the session expired); 403 when a
+        session's request that changes something lacks the CSRF token or it is wrong.
     """
-    if credentials is None and request.headers.get("authorization"):
+    if credentials is not None:
+        return authenticate_bearer(settings, db, credentials.credentials)
+    if request.headers.get("authorization"):
         raise _unauthorized("only 'Authorization: Bearer <token>' is accepted")
-    return authenticate(settings, credentials)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise _unauthorized("sign in first (POST /signin), or send a bearer token", "Cookie")
+    found = accounts.lookup_session(db, settings, cookie)
+    if found.status != "ok" or found.username is None or found.role is None:
+        reason = "has expired" if found.status == "expired" else "is not valid"
+        raise _unauthorized(f"your session {reason}; sign in again", "Cookie")
+    actor = Actor(found.username, found.role, "session", found.csrf_token)
+    if request.method not in _SAFE_METHODS:
+        offered = await _csrf_offered(request)
+        if not offered:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"missing CSRF token: send the {CSRF_HEADER} header the page gives",
+            )
+        if not hmac.compare_digest(offered.encode(), (found.csrf_token or "").encode()):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "the CSRF token does not match this session"
+            )
+    return actor
 
 
 CurrentActor = Annotated[Actor, Depends(current_actor)]
+
+
+def require_roles(*roles: Role) -> Callable[[Actor], Actor]:
+    """A dependency that lets only ``roles`` through (403 for the others)."""
+    names = ", ".join(r.value for r in roles)
+
+    def check(actor: CurrentActor) -> Actor:
+        if actor.role not in roles:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this needs the role {names}; you are signed in as {actor.role.value}",
+            )
+        return actor
+
+    return check

@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from fastapi.responses import PlainTextResponse
@@ -22,12 +22,15 @@ from radpilot.pipeline.feedback import record_feedback
 from radpilot.pipeline.worklist import find_study, study_detail
 from radpilot.store import Database
 from radpilot.store.models_pipeline import Result, ResultObject
-from radpilot.web.deps import CurrentActor, DbDep, SettingsDep, current_actor
+from radpilot.store.models_users import Role
+from radpilot.web.deps import Actor, DbDep, SettingsDep, current_actor, require_roles
 from radpilot.web.schemas import ErrorOut, FeedbackIn, RecordedFeedbackOut, StudyOut
 
 __all__ = ["FHIR_JSON", "router"]
 
 FHIR_JSON = "application/fhir+json"
+
+Radiologist = Annotated[Actor, Depends(require_roles(Role.RADIOLOGIST))]
 
 router = APIRouter(
     prefix="/api/studies",
@@ -38,11 +41,13 @@ router = APIRouter(
 
 
 @router.get("/{study_id}", response_model=StudyOut)
-def get_study(db: DbDep, study_id: str) -> StudyOut:
+def get_study(db: DbDep, settings: SettingsDep, study_id: str) -> StudyOut:
     """The study's worklist fields, its visible results in full, its series and decisions."""
     with db.session() as session:
         detail = study_detail(session, study_id)
     fields = {f.name: getattr(detail.row, f.name) for f in dataclasses.fields(detail.row)}
+    if not settings.worklist_patient_names:
+        fields["patient_name"] = None
     return StudyOut.model_validate({**fields, "series": detail.series, "feedback": detail.feedback})
 
 
@@ -53,22 +58,20 @@ def get_study(db: DbDep, study_id: str) -> StudyOut:
     responses={403: {"model": ErrorOut}, 409: {"model": ErrorOut}},
 )
 def post_feedback(
-    db: DbDep, actor: CurrentActor, study_id: str, body: FeedbackIn
+    db: DbDep, actor: Radiologist, study_id: str, body: FeedbackIn
 ) -> RecordedFeedbackOut:
-    """Record a reader's decision (accept, modify, reject) on one AI result; audited.
+    """Record a radiologist's decision (accept, modify, reject) on one AI result; audited.
 
-    With a token, the reader is the token's reader; without one (open API), ``reader`` is
-    required in the body.
+    The reader is the signed-in user (or the token's); ``reader`` in the body may be left
+    out and, when given, must be that same id.
     """
-    reader = body.reader
-    if actor.authenticated:
-        if reader is not None and reader != actor.id:
-            raise HTTPException(
-                status_code=status.HTTP_403_FORBIDDEN,
-                detail="a reader records only their own decisions; leave 'reader' out "
-                "or send the id your token belongs to",
-            )
-        reader = actor.id
+    if body.reader is not None and body.reader != actor.id:
+        raise HTTPException(
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail="a reader records only their own decisions; leave 'reader' out "
+            "or send your own user name",
+        )
+    reader = actor.id
     recorded = record_feedback(db, study_id, body.to_request(reader), actor=actor.id)
     fields = dataclasses.asdict(recorded.feedback)
     return RecordedFeedbackOut.model_validate(

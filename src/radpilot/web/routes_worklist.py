@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from radpilot.pipeline.worklist import AiStatus, WorklistFilter, query_worklist
-from radpilot.web.deps import DbDep, current_actor
+from radpilot.web.deps import DbDep, SettingsDep, current_actor
 from radpilot.web.schemas import ErrorOut, WorklistItem
 
 __all__ = ["router"]
@@ -23,6 +23,7 @@ router = APIRouter(
 @router.get("/worklist", response_model=list[WorklistItem])
 def get_worklist(
     db: DbDep,
+    settings: SettingsDep,
     response: Response,
     modality: Annotated[
         str | None, Query(max_length=16, description="a modality of the study, e.g. CR")
@@ -58,4 +59,8 @@ def get_worklist(
     with db.session() as session:
         page = query_worklist(session, flt)
     response.headers["X-Total-Count"] = str(page.total)
-    return [WorklistItem.model_validate(row) for row in page.rows]
+    items = [WorklistItem.model_validate(row) for row in page.rows]
+    if not settings.worklist_patient_names:
+        for item in items:
+            item.patient_name = None
+    return items

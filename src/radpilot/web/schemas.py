@@ -199,13 +199,15 @@ class WorklistItem(_Out):
 
     ``priority``: 3 a visible result is critical, 2 one is positive, 1 there are results,
     0 none yet. ``patient_id`` is the identifier as stored (a pseudonym where intake
-    de-identifies).
+    de-identifies); ``patient_name`` is given only when ``RADPILOT_WORKLIST_PATIENT_NAMES``
+    is on.
     """
 
     study_id: int
     study_instance_uid: str
     accession_number: str | None
     patient_id: str
+    patient_name: str | None = None
     age: str | None
     age_years: float | None
     sex: str | None

@@ -20,13 +20,15 @@ class WebServer:
         from radpilot.web.app import create_app
 
         self.settings = settings
+        self.app = create_app(settings, db)
         config = uvicorn.Config(
-            create_app(settings, db),
+            self.app,
             host=settings.http_host,
             port=settings.http_port,
             log_level="warning",
             access_log=False,
             lifespan="on",
+            timeout_graceful_shutdown=5,  # open event streams must not hold the stop up
         )
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
@@ -60,6 +62,7 @@ class WebServer:
 
     def stop(self) -> None:
         """Stop accepting requests and finish the ones in progress."""
+        self.app.state.closing.set()
         self.server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=15)
