@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from radpilot.cli.context import current_user, open_database, reporting_errors, settings_of
+from radpilot.cli.context import current_user, database, reporting_errors
 from radpilot.store.models_users import Role
 
 __all__ = ["app"]
@@ -38,11 +38,15 @@ def add(
     with reporting_errors():
         from radpilot.web.accounts import add_user
 
-        db = open_database(settings_of(ctx))
-        row = add_user(
-            db, username, password, role, display_name=display_name, actor=f"cli:{current_user()}"
-        )
-        db.dispose()
+        with database(ctx) as db:
+            row = add_user(
+                db,
+                username,
+                password,
+                role,
+                display_name=display_name,
+                actor=f"cli:{current_user()}",
+            )
     typer.echo(f"added {row.username} ({row.role.value})")
 
 
@@ -55,9 +59,8 @@ def list_(
     with reporting_errors():
         from radpilot.web.accounts import list_users
 
-        db = open_database(settings_of(ctx))
-        rows = list_users(db)
-        db.dispose()
+        with database(ctx) as db:
+            rows = list_users(db)
     if format == "json":
         typer.echo(
             json.dumps(
@@ -86,9 +89,8 @@ def _set_disabled(ctx: typer.Context, username: str, disabled: bool) -> None:
     with reporting_errors():
         from radpilot.web.accounts import set_disabled
 
-        db = open_database(settings_of(ctx))
-        set_disabled(db, username, disabled, actor=f"cli:{current_user()}")
-        db.dispose()
+        with database(ctx) as db:
+            set_disabled(db, username, disabled, actor=f"cli:{current_user()}")
     typer.echo(f"{username} {'disabled' if disabled else 'enabled'}")
 
 
@@ -117,9 +119,8 @@ def passwd(
     with reporting_errors():
         from radpilot.web.accounts import set_password
 
-        db = open_database(settings_of(ctx))
-        set_password(db, username, password, actor=f"cli:{current_user()}")
-        db.dispose()
+        with database(ctx) as db:
+            set_password(db, username, password, actor=f"cli:{current_user()}")
     typer.echo(f"password of {username} changed")
 
 
@@ -133,7 +134,6 @@ def token(
     with reporting_errors():
         from radpilot.web.accounts import issue_token
 
-        db = open_database(settings_of(ctx))
-        value = issue_token(db, username, name, actor=f"cli:{current_user()}")
-        db.dispose()
+        with database(ctx) as db:
+            value = issue_token(db, username, name, actor=f"cli:{current_user()}")
     typer.echo(value)
