@@ -1,9 +1,16 @@
-"""``radpilot demo``: start the receiver and load example DICOM into it over the network."""
+"""``radpilot demo`` (what ``make demo`` runs): the whole loop on embedded defaults.
+
+radpilot starts (SQLite, in-process worker, DICOM receiver, web app), registers and
+activates the committed reference model, sends real PneumoniaMNIST radiographs wrapped as
+DICOM through the network (C-STORE into its own receiver), waits for the AI results and
+prints where to sign in. Ctrl-C (or SIGTERM) stops everything.
+"""
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -13,9 +20,11 @@ from radpilot.cli.context import fail, reporting_errors, settings_of, with_overr
 
 __all__ = ["demo", "example_files"]
 
+DEFAULT_MODEL = Path("models/reference/package")
+
 
 def example_files(shared_data: Path | None) -> list[Path]:
-    """The example DICOM: pydicom-data's real files, and the shared transfer-syntax set."""
+    """The intake examples: pydicom-data's real files, and the shared transfer-syntax set."""
     files: list[Path] = []
     try:
         import data_store  # the pydicom-data package
@@ -33,66 +42,92 @@ def example_files(shared_data: Path | None) -> list[Path]:
     return files
 
 
+def _say(text: str) -> None:
+    typer.echo(f"radpilot demo: {text}", err=True)
+
+
 def demo(
     ctx: typer.Context,
-    dicom_port: Annotated[int, typer.Option(help="DICOM port of the demo receiver.")] = 11112,
+    dicom_port: Annotated[int, typer.Option(help="DICOM port of the receiver.")] = 11112,
+    http_port: Annotated[int, typer.Option(help="Port of the web app.")] = 8000,
+    studies: Annotated[int, typer.Option(min=1, max=600, help="Demo studies to send.")] = 30,
+    positive_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Fraction of pneumonia cases among them.")
+    ] = 0.3,
+    model: Annotated[Path, typer.Option(help="The model package to activate.")] = DEFAULT_MODEL,
     shared_data: Annotated[
         Path | None,
-        typer.Option(
-            help="The shared data folder with dcm_qa_ts/ [default: ../shared/data if present]."
-        ),
+        typer.Option(help="The shared data folder [default: ../shared/data if present]."),
     ] = None,
+    examples: Annotated[
+        bool, typer.Option(help="Also send pydicom-data and dcm_qa_ts (intake examples).")
+    ] = False,
     keep_running: Annotated[
-        bool, typer.Option(help="Keep receiving after loading, until Ctrl-C.")
+        bool, typer.Option(help="Keep serving after the results are in, until Ctrl-C.")
     ] = True,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the results.")] = 300.0,
 ) -> None:
-    """Start radpilot on embedded defaults, send example DICOM to it, show the inventory."""
-    settings = with_overrides(settings_of(ctx), dicom_port=dicom_port, study_quiet_seconds=3.0)
+    """Start radpilot, send demo studies by C-STORE, wait for the AI, print the sign-in."""
+    settings = with_overrides(
+        settings_of(ctx), dicom_port=dicom_port, http_port=http_port, study_quiet_seconds=2.0
+    )
     shared = shared_data or (Path.cwd().parent / "shared" / "data")
-    files = example_files(shared if shared.is_dir() else None)
-    if not files:
-        fail("no example DICOM found; install pydicom-data or pass --shared-data")
+    npz = shared / "pneumoniamnist" / "pneumoniamnist.npz"
+    if not npz.is_file():
+        fail(f"{npz} not found; pass --shared-data (the folder with pneumoniamnist/)")
+    if not (model / "radpilot-model.yaml").is_file():
+        fail(f"no model package at {model}; run from the repository root or pass --model")
+    started = time.monotonic()
     with reporting_errors():
-        from radpilot.cli.inventory import print_table
-        from radpilot.data.inventory import build_inventory
         from radpilot.dicom.scu import send_files
-        from radpilot.pipeline.service import IntakeService
+        from radpilot.pipeline import demo as loop
+        from radpilot.pipeline.service import Service
 
-        service = IntakeService(settings)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        from radpilot.store import Database
+
+        db = Database(settings.effective_database_url)
+        db.migrate()
+        version = loop.install_model(db, settings, model)
+        loop.write_rules(settings, version.name)
+        users = loop.demo_users(db)
+        db.dispose()
+        _say(
+            f"model {version.name} {version.version} active; routing {settings.routing_rules_path}"
+        )
+        made = loop.make_studies(npz, settings.data_dir / "demo-studies", studies, positive_rate)
+        service = Service(settings)
         service.start()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
         try:
-            typer.echo(
-                f"radpilot demo: receiver {settings.ae_title} on port "
-                f"{service.receiver.port}, data in {settings.data_dir}",
-                err=True,
-            )
-            typer.echo(f"radpilot demo: sending {len(files)} example files by C-STORE", err=True)
+            port = service.receiver.port
+            files = [path for path, _ in made]
+            if examples:
+                files += example_files(shared if shared.is_dir() else None)
+            _say(f"sending {len(files)} files by C-STORE to {settings.ae_title} on port {port}")
             report = send_files(
-                files,
-                "127.0.0.1",
-                service.receiver.port,
-                called_ae_title=settings.ae_title,
-                calling_ae_title="DEMO_SCU",
-            )
-            service.intake.flush(timeout=120)
+                files, "127.0.0.1", port, called_ae_title=settings.ae_title,
+                calling_ae_title="DEMO_MODALITY",
+            )  # fmt: skip
+            refused = sum(report.statuses.values()) - report.succeeded
+            _say(f"{report.succeeded} accepted, {refused} refused with a failure status")
+            done = loop.wait_for_results(service.db, [uid for _, uid in made], timeout=timeout)
+            web = service.web.port if service.web is not None else http_port
             typer.echo(
-                f"radpilot demo: {report.succeeded} accepted, "
-                f"{sum(report.statuses.values()) - report.succeeded} refused with a "
-                f"failure status, {sum(report.unsent.values())} not sendable",
-                err=True,
+                f"radpilot demo: ready in {time.monotonic() - started:.0f} s: "
+                f"{done.results} AI results ({done.positives} above the operating point, "
+                f"{done.failed} failed)"
             )
-            with service.db.session() as session:
-                print_table(build_inventory(session))
-            if keep_running:
+            typer.echo(f"Open http://127.0.0.1:{web}/worklist and sign in:")
+            for user in users:
                 typer.echo(
-                    f"radpilot demo: still receiving on port {service.receiver.port}"
-                    "; send more with e.g. `storescu -aec RADPILOT 127.0.0.1 "
-                    f"{service.receiver.port} FILE`; Ctrl-C stops",
-                    err=True,
+                    f"  {user.role.value:<12} user {user.username}  password {user.password}"
                 )
-                stop = threading.Event()
-                signal.signal(signal.SIGTERM, lambda *_: stop.set())
-                signal.signal(signal.SIGINT, lambda *_: stop.set())
+            if keep_running:
+                typer.echo("Ctrl-C stops radpilot.")
                 stop.wait()
         finally:
             service.stop()
+    _say("stopped")

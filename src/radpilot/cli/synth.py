@@ -29,19 +29,12 @@ class XrayModality(StrEnum):
 
 
 def _chosen(npz: Path, split: str, count: int, positive_rate: float | None) -> list[SynthCase]:
-    from radpilot.data.synth import pneumoniamnist_cases
+    from radpilot.data.synth import choose_cases
 
-    cases = list(pneumoniamnist_cases(npz, split))
-    if positive_rate is None:
-        return cases[:count]
-    positives = [c for c in cases if c.label == 1]
-    negatives = [c for c in cases if c.label == 0]
-    wanted = round(count * positive_rate)
-    if wanted > len(positives) or count - wanted > len(negatives):
-        fail(f"the {split} split has too few cases for {count} at rate {positive_rate}")
-    chosen = positives[:wanted] + negatives[: count - wanted]
-    chosen.sort(key=lambda c: int(c.source.rsplit("/", 1)[1]))
-    return chosen
+    try:
+        return choose_cases(npz, split, count, positive_rate)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def synth(

@@ -50,6 +50,7 @@ __all__ = [
     "SynthCase",
     "SynthStudy",
     "Variation",
+    "choose_cases",
     "deterministic_uid",
     "pneumoniamnist_cases",
     "radiograph",
@@ -265,3 +266,27 @@ def pneumoniamnist_cases(
             age_years=1 + h % 10,
             sex="F" if h % 2 else "M",
         )
+
+
+def choose_cases(
+    npz: Path, split: str, count: int, positive_rate: float | None = None
+) -> list[SynthCase]:
+    """``count`` cases of ``split``: the first ones, or the first positives and negatives
+    at ``positive_rate``, back in file order.
+
+    Raises
+    ------
+    ValueError
+        If the split has too few positives or negatives for that mix.
+    """
+    cases = list(pneumoniamnist_cases(npz, split))
+    if positive_rate is None:
+        return cases[:count]
+    positives = [c for c in cases if c.label == 1]
+    negatives = [c for c in cases if c.label == 0]
+    wanted = round(count * positive_rate)
+    if wanted > len(positives) or count - wanted > len(negatives):
+        raise ValueError(f"the {split} split has too few cases for {count} at rate {positive_rate}")
+    chosen = positives[:wanted] + negatives[: count - wanted]
+    chosen.sort(key=lambda c: int(c.source.rsplit("/", 1)[1]))
+    return chosen

@@ -56,7 +56,13 @@ def operating_point_for(output: OutputSpec, label: str) -> OperatingPoint | None
 
 
 def findings(output: OutputSpec, scores: dict[str, float]) -> list[Finding]:
-    """One finding per label, judged by its operating point; the headline first."""
+    """One finding per label, judged by its operating point; the headline first.
+
+    The headline is the critical finding, else the positive one, else a label the model
+    screens for (one with an operating point), highest score first: a negative study's
+    headline is then its pneumonia score, not a confident "normal", so that the worklist
+    orders negatives by how close they came to the threshold.
+    """
     result = []
     for label in output.labels:
         if label not in scores:
@@ -75,7 +81,7 @@ def findings(output: OutputSpec, scores: dict[str, float]) -> list[Finding]:
             )
         )
     if result:
-        head = max(result, key=lambda f: (f.critical, f.positive, f.score))
+        head = max(result, key=lambda f: (f.critical, f.positive, f.threshold is not None, f.score))
         result.remove(head)
         result.insert(0, head)
     return result

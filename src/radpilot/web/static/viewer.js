@@ -218,7 +218,7 @@ class Viewer {
       d[i] = Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - 3))));
       d[i + 1] = Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - 2))));
       d[i + 2] = Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - 1))));
-      d[i + 3] = Math.round(255 * Math.min(1, v * 1.6));
+      d[i + 3] = Math.round(255 * Math.min(1, Math.max(0, (v - 0.15) / 0.55))); // cold: clear
     }
     ctx.putImageData(image, 0, 0);
     return canvas;

@@ -1,0 +1,217 @@
+"""The demo loop that ``make demo`` runs, as functions the CLI and the browser tests share.
+
+1. :func:`install_model` registers the committed reference model and makes it active (an
+   admin's direct transition, audited as such);
+2. :func:`write_rules` routes frontal chest radiographs (CR/DX) to it;
+3. :func:`make_studies` wraps real PneumoniaMNIST radiographs as DICOM studies;
+4. the caller sends them by C-STORE into the running receiver (the real network path);
+5. :func:`wait_for_results` returns once every study has its AI result (or failed);
+6. :func:`demo_users` creates (or resets) the demo's radiologist and administrator with
+   fresh random passwords, which the CLI prints.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from radpilot.core.errors import RadpilotError
+from radpilot.core.settings import Settings
+from radpilot.store import Database
+from radpilot.store.models import Study
+from radpilot.store.models_pipeline import Job, JobStatus, ModelVersion, Result
+from radpilot.store.models_users import Role, User
+
+__all__ = [
+    "DEMO_RULES",
+    "DemoProgress",
+    "DemoUser",
+    "demo_users",
+    "install_model",
+    "make_studies",
+    "wait_for_results",
+    "write_rules",
+]
+
+DEMO_RULES = """\
+# Written by `radpilot demo`: frontal chest radiographs go to the reference model.
+rules:
+  - name: chest-radiograph-pneumonia
+    match:
+      Modality: "CR|DX"
+      BodyPartExamined: "CHEST"
+    models: [{model}]
+    series: largest
+"""
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    """A demo account and its password (shown once, on the terminal)."""
+
+    username: str
+    role: Role
+    password: str
+
+
+@dataclass(frozen=True)
+class DemoProgress:
+    """Where the demo studies stand."""
+
+    studies: int
+    complete: int
+    results: int
+    positives: int
+    failed: int
+    unfinished_jobs: int
+
+    @property
+    def done(self) -> bool:
+        """Every study complete, no job left to run, and a result or a failure for each."""
+        return (
+            self.complete == self.studies
+            and self.unfinished_jobs == 0
+            and self.results + self.failed >= self.studies
+        )
+
+
+def install_model(db: Database, settings: Settings, package: Path) -> ModelVersion:
+    """Register ``package`` (again a no-op when it is registered) and make it active.
+
+    Raises
+    ------
+    radpilot.core.errors.ModelError
+        If the package is unusable.
+    """
+    from radpilot.models.registry import Registry
+
+    registry = Registry(db, settings.models_dir)
+    version = registry.add(package, added_by="demo")
+    return registry.set_state(
+        version.name,
+        version.version,
+        "active",
+        actor="demo-admin",
+        reason="radpilot demo: reference model activated directly by an administrator "
+        "(no approval; the embedded default)",
+    )
+
+
+def write_rules(settings: Settings, model: str) -> Path:
+    """The demo's routing rules, unless the installation has its own file."""
+    path = settings.routing_rules_path
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(DEMO_RULES.format(model=model), encoding="utf-8")
+    return path
+
+
+def make_studies(
+    npz: Path, folder: Path, count: int, positive_rate: float, seed: str = "radpilot-demo"
+) -> list[tuple[Path, str]]:
+    """``count`` one-image chest radiograph studies from PneumoniaMNIST's test split, with
+    varied patients, sites and devices, ``positive_rate`` of them pneumonia cases; each
+    file with its Study Instance UID.
+
+    Raises
+    ------
+    ValueError
+        If the split cannot give that mix.
+    FileNotFoundError
+        If ``npz`` is missing.
+    """
+    from radpilot.data.synth import RadiographOptions, choose_cases, radiograph_study
+    from radpilot.data.synth_common import Variation
+    from radpilot.data.synth_output import write_study
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for case in choose_cases(npz, "test", count, positive_rate):
+        study = radiograph_study(
+            case, options=RadiographOptions(size=512), variation=Variation(True), seed=seed
+        )
+        relative, _ = write_study(study, folder, case.source.replace("/", "-"))
+        files.append((folder / relative, str(study.datasets[0].StudyInstanceUID)))
+    return files
+
+
+def progress(db: Database, study_uids: list[str]) -> DemoProgress:
+    """How far the pipeline got with these studies."""
+    with db.session() as session:
+        ids = list(
+            session.scalars(select(Study.id).where(Study.study_instance_uid.in_(study_uids)))
+        )
+        complete = session.scalar(
+            select(func.count(Study.id)).where(Study.id.in_(ids), Study.completed_at.is_not(None))
+        )
+        jobs = dict(
+            session.execute(
+                select(Job.status, func.count(Job.id))
+                .where(Job.study_pk.in_(ids))
+                .group_by(Job.status)
+            ).all()
+        )
+        results, positives = session.execute(
+            select(func.count(Result.id), func.count(Result.id).filter(Result.positive)).where(
+                Result.study_pk.in_(ids), Result.visible
+            )
+        ).one()
+    unfinished = sum(
+        n for status, n in jobs.items() if status not in (JobStatus.DONE, JobStatus.FAILED)
+    )
+    return DemoProgress(
+        studies=len(study_uids),
+        complete=int(complete or 0),
+        results=int(results),
+        positives=int(positives),
+        failed=int(jobs.get(JobStatus.FAILED, 0)),
+        unfinished_jobs=unfinished,
+    )
+
+
+def wait_for_results(
+    db: Database, study_uids: list[str], timeout: float = 300.0, poll: float = 0.5
+) -> DemoProgress:
+    """Wait until :attr:`DemoProgress.done`.
+
+    Raises
+    ------
+    RadpilotError
+        If that takes longer than ``timeout`` seconds (the message says how far it got).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        now = progress(db, study_uids)
+        if now.done:
+            return now
+        if time.monotonic() > deadline:
+            raise RadpilotError(
+                f"the demo studies were not all processed within {timeout:.0f} s: "
+                f"{now.complete}/{now.studies} complete, {now.results} results, "
+                f"{now.unfinished_jobs} jobs still queued or running"
+            )
+        time.sleep(poll)
+
+
+def demo_users(db: Database) -> list[DemoUser]:
+    """The demo's radiologist ``demo`` and administrator ``demo-admin``, created or given
+    a new random password (each run prints the current ones)."""
+    from radpilot.web import accounts
+
+    made = []
+    for username, role in (("demo", Role.RADIOLOGIST), ("demo-admin", Role.ADMIN)):
+        password = secrets.token_urlsafe(12)
+        with db.session() as session:
+            exists = session.scalar(select(func.count(User.id)).where(User.username == username))
+        if exists:
+            accounts.set_password(db, username, password, actor="demo")
+            accounts.set_disabled(db, username, False, actor="demo")
+        else:
+            accounts.add_user(db, username, password, role, display_name=f"Demo {role.value}",
+                              actor="demo")  # fmt: skip
+        made.append(DemoUser(username, role, password))
+    return made
