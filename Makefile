@@ -17,13 +17,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# dcmtk and Orthanc are the independent DICOM peers of the integration tests. Installed
-# when possible (root + apt); otherwise their tests skip with the reason shown.
+# dcmtk and Orthanc are the independent DICOM peers of the integration tests, Chromium
+# the browser of the web app tests. Installed when possible (root + apt); otherwise their
+# tests skip with the reason shown.
 peers:
-	@if command -v storescu >/dev/null && command -v dciodvfy >/dev/null && [ -x /usr/sbin/Orthanc ]; then exit 0; fi; \
+	@if command -v storescu >/dev/null && command -v dciodvfy >/dev/null && [ -x /usr/sbin/Orthanc ] \
+	  && command -v chromium >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools orthanc orthanc-dicomweb >/dev/null; \
-	else echo "note: dcmtk/orthanc missing and not root: their tests will skip"; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk dicom3tools orthanc orthanc-dicomweb chromium >/dev/null; \
+	else echo "note: dcmtk/orthanc/chromium missing and not root: their tests will skip"; fi
 
 lint: install
 	$(BIN)/ruff check src tests bench
