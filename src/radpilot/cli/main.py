@@ -76,6 +76,7 @@ def _register() -> None:
         demo,
         inventory,
         labels,
+        monitor,
         serve,
         stats,
         synth,
@@ -102,6 +103,7 @@ def _register() -> None:
     app.command("worker")(worker.worker)
     app.add_typer(audit.app, name="audit")
     app.add_typer(users.app, name="users")
+    app.add_typer(monitor.app, name="monitor")
     app.command("worklist")(worklist.worklist)
     app.add_typer(stats.app, name="stats")
     app.command("demo")(demo.demo)

@@ -26,7 +26,7 @@ from radpilot.models.prediction import Prediction
 from radpilot.models.preprocess import Sample, prepare
 from radpilot.models.runtimes import Network, load_network
 
-__all__ = ["LoadedModel", "load_model"]
+__all__ = ["LoadedModel", "input_stats", "load_model"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,15 @@ def _reason(exc: BaseException) -> str:
     if last.startswith("builtins."):  # TorchScript: "builtins.RuntimeError: message"
         return last.removeprefix("builtins.")[:300]
     return f"{type(exc).__name__}: {last}"[:300] if last else type(exc).__name__
+
+
+def input_stats(samples: Sequence[Sample]) -> dict[str, float]:
+    """Mean, standard deviation and 5th/50th/95th percentiles of the network inputs of one
+    study (all samples and channels together), rounded to 6 digits."""
+    values = np.concatenate([s.array.ravel() for s in samples]) if samples else np.zeros(1)
+    p05, p50, p95 = np.percentile(values, [5, 50, 95])
+    stats = {"mean": values.mean(), "std": values.std(), "p05": p05, "p50": p50, "p95": p95}
+    return {name: round(float(v), 6) for name, v in stats.items()}
 
 
 class LoadedModel:
@@ -102,6 +111,7 @@ class LoadedModel:
             )
         try:
             prediction = postprocess(self.manifest, samples, raw)
+            prediction.input_stats = input_stats(samples)
             if explain:
                 prediction.heatmap = self._heatmap(samples, prediction)
             prediction.check()

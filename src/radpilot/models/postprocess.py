@@ -22,7 +22,14 @@ import torch
 from radpilot.core.errors import ManifestError, ModelError
 from radpilot.models.geometry import Placement, to_source
 from radpilot.models.manifest import Activation, Manifest, OperatingPoint, OutputSpec, Task
-from radpilot.models.prediction import Box, Finding, ImageRef, Measurement, Prediction
+from radpilot.models.prediction import (
+    Box,
+    Finding,
+    ImageRef,
+    Measurement,
+    Prediction,
+    headline_key,
+)
 from radpilot.models.preprocess import Sample
 
 __all__ = [
@@ -81,7 +88,7 @@ def findings(output: OutputSpec, scores: dict[str, float]) -> list[Finding]:
             )
         )
     if result:
-        head = max(result, key=lambda f: (f.critical, f.positive, f.threshold is not None, f.score))
+        head = max(result, key=headline_key)
         result.remove(head)
         result.insert(0, head)
     return result

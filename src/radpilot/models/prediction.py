@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from radpilot.core.errors import ModelError
 
-__all__ = ["Box", "Finding", "ImageRef", "Measurement", "Prediction"]
+__all__ = ["Box", "Finding", "ImageRef", "Measurement", "Prediction", "headline_key"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,11 @@ class Measurement:
     image: ImageRef | None = None
 
 
+def headline_key(finding: Finding) -> tuple[bool, bool, bool, float]:
+    """Orders findings for the headline (the largest is it)."""
+    return (finding.critical, finding.positive, finding.threshold is not None, finding.score)
+
+
 @dataclass
 class Prediction:
     """Everything one model run produced for one study.
@@ -85,6 +90,10 @@ class Prediction:
     enhanced
         Enhancement: the output image stack (frames, rows, cols) in the source's
         stored-value range and dtype.
+    input_stats
+        Summary of what the network was given (mean, std and percentiles of the input
+        arrays, after the manifest's windowing and normalisation): the image statistics
+        drift monitoring compares against the validation data.
     """
 
     task: str
@@ -96,13 +105,15 @@ class Prediction:
     masks: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
     measurements: list[Measurement] = field(default_factory=list)
     enhanced: npt.NDArray[Any] | None = None
+    input_stats: dict[str, float] = field(default_factory=dict)
 
     @property
     def headline(self) -> Finding | None:
-        """The finding the worklist shows: critical first, then positive, then score."""
+        """The finding the worklist shows: critical first, then positive, then a label with
+        an operating point (what the model screens for), then score."""
         if not self.findings:
             return None
-        return max(self.findings, key=lambda f: (f.critical, f.positive, f.score))
+        return max(self.findings, key=headline_key)
 
     def check(self) -> None:
         """Refuse output that must not reach a radiologist.
@@ -161,4 +172,5 @@ class Prediction:
             "masks": {label: int(mask.sum()) for label, mask in self.masks.items()},
             "key_image": vars(self.key_image) if self.key_image else None,
             "images": len(self.images),
+            "input_stats": dict(self.input_stats),
         }

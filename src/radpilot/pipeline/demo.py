@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from radpilot.core.errors import RadpilotError
 from radpilot.core.settings import Settings
+from radpilot.data.synth_common import Variation
 from radpilot.store import Database
 from radpilot.store.models import Study
 from radpilot.store.models_pipeline import Job, JobStatus, ModelVersion, Result
@@ -111,11 +112,19 @@ def write_rules(settings: Settings, model: str) -> Path:
 
 
 def make_studies(
-    npz: Path, folder: Path, count: int, positive_rate: float, seed: str = "radpilot-demo"
+    npz: Path,
+    folder: Path,
+    count: int,
+    positive_rate: float,
+    seed: str = "radpilot-demo",
+    *,
+    variation: Variation | None = None,
+    size: int = 512,
 ) -> list[tuple[Path, str]]:
     """``count`` one-image chest radiograph studies from PneumoniaMNIST's test split, with
     varied patients, sites and devices, ``positive_rate`` of them pneumonia cases; each
-    file with its Study Instance UID.
+    file with its Study Instance UID. ``variation`` (default: varied headers) can add a
+    header drift or perturbations, as `radpilot synth --drift/--perturb` do.
 
     Raises
     ------
@@ -125,14 +134,16 @@ def make_studies(
         If ``npz`` is missing.
     """
     from radpilot.data.synth import RadiographOptions, choose_cases, radiograph_study
-    from radpilot.data.synth_common import Variation
     from radpilot.data.synth_output import write_study
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for case in choose_cases(npz, "test", count, positive_rate):
         study = radiograph_study(
-            case, options=RadiographOptions(size=512), variation=Variation(True), seed=seed
+            case,
+            options=RadiographOptions(size=size),
+            variation=variation or Variation(True),
+            seed=seed,
         )
         relative, _ = write_study(study, folder, case.source.replace("/", "-"))
         files.append((folder / relative, str(study.datasets[0].StudyInstanceUID)))

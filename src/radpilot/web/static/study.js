@@ -136,7 +136,37 @@
     document.querySelectorAll(".decision-buttons button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.decision === kind)));
     document.querySelectorAll("select.reason").forEach((s) => { s.hidden = s.dataset.for !== kind; });
     document.querySelectorAll(".for-modify").forEach((n) => { n.hidden = kind !== "modify"; });
+    showMeasurements(kind === "modify");
     $("decision-submit").disabled = false;
+  }
+
+  function chosenResult() {
+    const id = Number($("decision-result").value);
+    return study.results.find((r) => r.id === id) || null;
+  }
+
+  // Modify may correct one of the result's measurements (name and unit as the model gave).
+  function showMeasurements(modifying) {
+    const result = chosenResult();
+    const measures = (result && result.details.measurements) || [];
+    $("measurement-fields").hidden = !modifying || measures.length === 0;
+    $("corrected-measurement-name").replaceChildren(...measures.map((m, i) => el("option", { value: String(i) }, m.name)));
+    const update = () => {
+      const m = measures[Number($("corrected-measurement-name").value)];
+      $("corrected-measurement-unit").textContent = m ? m.unit : "";
+      if (m && !$("corrected-measurement-value").value) $("corrected-measurement-value").value = String(m.value);
+    };
+    $("corrected-measurement-name").onchange = () => { $("corrected-measurement-value").value = ""; update(); };
+    update();
+  }
+
+  function correctedMeasurement() {
+    if ($("measurement-fields").hidden) return undefined;
+    const result = chosenResult();
+    const m = result && (result.details.measurements || [])[Number($("corrected-measurement-name").value)];
+    const value = Number($("corrected-measurement-value").value);
+    if (!m || $("corrected-measurement-value").value === "" || !Number.isFinite(value) || value === m.value) return undefined;
+    return { name: m.name, value, unit: m.unit };
   }
 
   async function submit(event) {
@@ -150,7 +180,10 @@
     };
     const text = $("free-text").value.trim();
     if (text) body.free_text = text;
-    if (decision === "modify") body.corrected_label = $("corrected-label").value.trim() || undefined;
+    if (decision === "modify") {
+      body.corrected_label = $("corrected-label").value.trim() || undefined;
+      body.corrected_measurement = correctedMeasurement();
+    }
     $("decision-submit").disabled = true;
     try {
       await radpilot.api(`/api/studies/${studyId}/feedback`, { method: "POST", body });
@@ -169,6 +202,7 @@
     if (!canDecide) return;
     $("decision-result").replaceChildren(...study.results.map((r) => el("option", { value: String(r.id) },
       `${r.model_name} ${r.model_version}: ${r.finding || ""} ${r.score === null ? "" : r.score.toFixed(2)}`)));
+    $("decision-result").addEventListener("change", () => showMeasurements(decision === "modify"));
     const usable = study.results.length > 0;
     document.querySelectorAll(".decision-buttons button").forEach((b) => {
       b.disabled = !usable;

@@ -1,0 +1,88 @@
+"""``radpilot monitor``: is live traffic still what the model was validated on?"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from radpilot.cli.context import database, fail, reporting_errors
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Drift of live traffic against a reference (docs/monitoring.md).",
+                  no_args_is_help=True)  # fmt: skip
+
+
+def _field(f: Any) -> dict[str, Any]:
+    return {
+        "field": f.name, "kind": f.kind, "statistic": round(f.statistic, 6),
+        "p_value": f.p_value, "drifted": f.drifted, "new_categories": f.new_categories,
+        "reference_n": f.reference_n, "live_n": f.live_n, "detail": f.detail,
+    }  # fmt: skip
+
+
+@app.command("drift")
+def drift(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None, typer.Option(help="A model name: its studies, scores and input statistics.")
+    ] = None,
+    reference: Annotated[
+        int, typer.Option(min=5, help="The first N studies are the reference.")
+    ] = 200,
+    window: Annotated[int, typer.Option(min=5, help="Studies per live window.")] = 50,
+    step: Annotated[int, typer.Option(min=1, help="A window ends every STEP studies.")] = 10,
+    validated_rate: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="The validated positive rate [default: the reference's]."
+        ),
+    ] = None,
+    alpha: Annotated[float, typer.Option(min=1e-9, max=0.5, help="Per-window test level.")] = 0.01,
+    format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Compare rolling windows of studies with the reference; exit 3 when a window drifted."""
+    from radpilot.monitoring.drift import DriftThresholds
+    from radpilot.monitoring.features import study_features
+    from radpilot.monitoring.stream import first_alarm, scan
+
+    with reporting_errors(), database(ctx) as db, db.session() as session:
+        rows = study_features(session, model)
+    if len(rows) < reference + window:
+        fail(f"{len(rows)} studies; drift needs at least --reference + --window "
+             f"({reference + window})")  # fmt: skip
+    windows = scan(rows, reference, window, step, DriftThresholds(alpha=alpha), validated_rate)
+    alarm = first_alarm(windows)
+    latest = windows[-1]
+    if format == "json":
+        body = {
+            "model": model, "studies": len(rows), "reference": reference, "window": window,
+            "windows": len(windows),
+            "first_alarm": None if alarm is None else {
+                "studies_seen": alarm.studies_seen, "drifted": alarm.drifted},
+            "latest": {
+                "start": latest.start, "end": latest.end, "drifted": latest.drifted,
+                "fields": [_field(f) for f in latest.comparison.fields],
+                "positive_rate": None if latest.comparison.rate is None
+                else vars(latest.comparison.rate),
+            },
+        }  # fmt: skip
+        typer.echo(json.dumps(body, default=str))
+    else:
+        typer.echo(f"{len(rows)} studies; reference: the first {reference}; "
+                   f"{len(windows)} windows of {window}")  # fmt: skip
+        for f in latest.comparison.fields:
+            mark = "DRIFT" if f.drifted else ""
+            typer.echo(f"{f.name:<20} {f.kind:<12} {f.statistic:>9.3f} p={f.p_value:<10.3g} "
+                       f"{mark:<6} {f.detail}")  # fmt: skip
+        rate = latest.comparison.rate
+        if rate is not None:
+            typer.echo(f"{'positive_rate':<20} {rate.reference_rate:.3f} -> {rate.live_rate:.3f} "
+                       f"p={rate.p_value:.3g} {'DRIFT' if rate.drifted else ''}")  # fmt: skip
+        if alarm is not None:
+            typer.echo(f"first alarm after {alarm.studies_seen} live studies: "
+                       + ", ".join(alarm.drifted))  # fmt: skip
+    if alarm is not None:
+        raise typer.Exit(code=3)

@@ -1,0 +1,1 @@
+"""Monitoring a live model: input drift (headers, image statistics), output drift."""

@@ -1,0 +1,172 @@
+"""What drift monitoring compares: one row of features per study, in arrival order.
+
+Header fields come from radpilot's index (nothing is re-read from disk): device and
+protocol of the study's first instance, acquisition values, site, patient age and sex.
+With a model, each row also carries that model's result — its headline score and whether
+it was positive — and the statistics of the image as the network received it
+(``input_stats``, written by :func:`radpilot.models.inference.input_stats`), so that a
+contrast change is seen even when every header is unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from radpilot.store.models import Instance, Patient, Series, Study
+from radpilot.store.models_pipeline import ModelVersion, Result
+
+__all__ = ["CATEGORICAL", "NUMERIC", "StudyFeatures", "study_features"]
+
+#: Categorical features: name -> where it comes from.
+CATEGORICAL: tuple[str, ...] = (
+    "manufacturer",
+    "scanner_model",
+    "software_versions",
+    "protocol",
+    "series_description",
+    "convolution_kernel",
+    "view_position",
+    "site",
+    "sex",
+    "transfer_syntax",
+    "bits_stored",
+)
+#: Numeric features (``input_*`` and ``score`` only with a model).
+NUMERIC: tuple[str, ...] = (
+    "kvp",
+    "slice_thickness",
+    "pixel_spacing",
+    "age_years",
+    "rows",
+    "columns",
+    "input_mean",
+    "input_std",
+    "input_p05",
+    "input_p50",
+    "input_p95",
+    "score",
+)
+
+
+@dataclass(frozen=True)
+class StudyFeatures:
+    """One study's features; ``positive`` is None without a result of the model."""
+
+    study_id: int
+    received_at: dt.datetime
+    categorical: dict[str, str | None] = field(default_factory=dict)
+    numeric: dict[str, float | None] = field(default_factory=dict)
+    positive: bool | None = None
+
+
+def _spacing(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return float(text.replace("\\", " ").split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def study_features(
+    session: Session,
+    model: str | None = None,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    study_ids: Sequence[int] | None = None,
+) -> list[StudyFeatures]:
+    """Feature rows of complete studies, oldest first.
+
+    With ``model`` (a name), only studies with a visible result of one of its versions,
+    each with its newest such result; without, every complete study.
+    """
+    first = (
+        select(Series.study_pk.label("study_pk"), func.min(Instance.id).label("instance_pk"))
+        .join(Instance, Instance.series_pk == Series.id)
+        .group_by(Series.study_pk)
+        .subquery()
+    )
+    query = (
+        select(Study, Patient, Series, Instance)
+        .join(Patient, Study.patient_pk == Patient.id)
+        .join(first, first.c.study_pk == Study.id)
+        .join(Instance, Instance.id == first.c.instance_pk)
+        .join(Series, Instance.series_pk == Series.id)
+        .where(Study.completed_at.is_not(None))
+        .order_by(Study.last_received_at, Study.id)
+    )
+    if since is not None:
+        query = query.where(Study.last_received_at >= since)
+    if until is not None:
+        query = query.where(Study.last_received_at < until)
+    if study_ids is not None:
+        query = query.where(Study.id.in_(list(study_ids)))
+    results: dict[int, Result] = {}
+    if model is not None:
+        newest = (
+            select(Result)
+            .join(ModelVersion, Result.model_version_pk == ModelVersion.id)
+            .where(ModelVersion.name == model, Result.visible.is_(True))
+            .order_by(Result.study_pk, Result.id)
+        )
+        results = {r.study_pk: r for r in session.scalars(newest)}  # the last one wins
+        query = query.where(Study.id.in_(list(results)))
+    rows = []
+    for study, patient, series, instance in session.execute(query).all():
+        result = results.get(study.id)
+        stats = (result.details or {}).get("input_stats", {}) if result is not None else {}
+        rows.append(
+            StudyFeatures(
+                study_id=study.id,
+                received_at=study.last_received_at,
+                categorical={
+                    "manufacturer": series.manufacturer,
+                    "scanner_model": series.manufacturer_model_name,
+                    "software_versions": series.software_versions,
+                    "protocol": series.protocol_name,
+                    "series_description": series.series_description,
+                    "convolution_kernel": series.convolution_kernel,
+                    "view_position": series.view_position,
+                    "site": series.institution_name or study.institution_name,
+                    "sex": patient.sex,
+                    "transfer_syntax": instance.transfer_syntax_uid,
+                    "bits_stored": None
+                    if instance.bits_stored is None
+                    else str(instance.bits_stored),
+                },
+                numeric={
+                    "kvp": _number(instance.kvp),
+                    "slice_thickness": _number(instance.slice_thickness),
+                    "pixel_spacing": _spacing(instance.pixel_spacing),
+                    "age_years": _number(study.patient_age_years),
+                    "rows": _number(instance.rows),
+                    "columns": _number(instance.columns),
+                    "input_mean": _number(stats.get("mean")),
+                    "input_std": _number(stats.get("std")),
+                    "input_p05": _number(stats.get("p05")),
+                    "input_p50": _number(stats.get("p50")),
+                    "input_p95": _number(stats.get("p95")),
+                    "score": None if result is None else _number(result.score),
+                },
+                positive=None if result is None else bool(result.positive),
+            )
+        )
+    return rows
