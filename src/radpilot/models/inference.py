@@ -46,10 +46,16 @@ def _reason(exc: BaseException) -> str:
 
 def input_stats(samples: Sequence[Sample]) -> dict[str, float]:
     """Mean, standard deviation and 5th/50th/95th percentiles of the network inputs of one
-    study (all samples and channels together), rounded to 6 digits."""
+    study (all samples and channels together), and the mean of the modality values the
+    preprocessing mapped to 0 and 1 (``low``, ``high``: the source's intensity range, which
+    a per-image normalisation hides from the other statistics), rounded to 6 digits."""
     values = np.concatenate([s.array.ravel() for s in samples]) if samples else np.zeros(1)
     p05, p50, p95 = np.percentile(values, [5, 50, 95])
-    stats = {"mean": values.mean(), "std": values.std(), "p05": p05, "p50": p50, "p95": p95}
+    ranges = [(i.low, i.high) for s in samples for i in s.intensities] or [(0.0, 0.0)]
+    stats = {
+        "mean": values.mean(), "std": values.std(), "p05": p05, "p50": p50, "p95": p95,
+        "low": np.mean([r[0] for r in ranges]), "high": np.mean([r[1] for r in ranges]),
+    }  # fmt: skip
     return {name: round(float(v), 6) for name, v in stats.items()}
 
 

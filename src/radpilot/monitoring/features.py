@@ -3,9 +3,10 @@
 Header fields come from radpilot's index (nothing is re-read from disk): device and
 protocol of the study's first instance, acquisition values, site, patient age and sex.
 With a model, each row also carries that model's result — its headline score and whether
-it was positive — and the statistics of the image as the network received it
-(``input_stats``, written by :func:`radpilot.models.inference.input_stats`), so that a
-contrast change is seen even when every header is unchanged.
+it was positive — and the statistics of the image as the network received it, with the
+source intensity range its preprocessing mapped (``input_stats``, written by
+:func:`radpilot.models.inference.input_stats`), so that a contrast change is seen even
+when every header is unchanged.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ NUMERIC: tuple[str, ...] = (
     "input_p05",
     "input_p50",
     "input_p95",
+    "input_low",
+    "input_high",
     "score",
 )
 
@@ -164,6 +167,8 @@ def study_features(
                     "input_p05": _number(stats.get("p05")),
                     "input_p50": _number(stats.get("p50")),
                     "input_p95": _number(stats.get("p95")),
+                    "input_low": _number(stats.get("low")),
+                    "input_high": _number(stats.get("high")),
                     "score": None if result is None else _number(result.score),
                 },
                 positive=None if result is None else bool(result.positive),
