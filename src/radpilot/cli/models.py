@@ -16,15 +16,18 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import select
 
-from radpilot.cli.context import current_user, database, settings_of
+from radpilot.cli.context import current_user, database, fail, settings_of
 from radpilot.models.registry import Registry, parse_label
 from radpilot.store.models_pipeline import AuditEntry, ModelState, ModelVersion
 
 __all__ = ["add_command", "app", "list_command", "set_state_command", "show_command"]
 
+#: How the embedded default's transitions are recorded in the audit log.
+DIRECT = "none (embedded default: an administrator's direct action)"
+
 app = typer.Typer(
     help="Model packages: register them, list and show them, move them through their "
-    "lifecycle (registered, shadow, active, retired).",
+    "lifecycle (registered, shadow, pilot, active, suspended, retired).",
     no_args_is_help=True,
 )
 
@@ -182,14 +185,21 @@ def set_state_command(
     by: Annotated[str | None, typer.Option(help="Who decides [default: login name].")] = None,
     output_format: FormatOption = OutputFormat.TABLE,
 ) -> None:
-    """Move NAME:VERSION to STATE: shadow runs unseen, active runs and delivers,
-    retired never runs again (and is final)."""
+    """Move NAME:VERSION to STATE at once (embedded installations): shadow runs unseen,
+    pilot and active run and deliver, suspended stops, retired never runs again (final)."""
     name, version_name = parse_label(model)
     if version_name is None:
         raise typer.BadParameter("name the version: NAME:VERSION", param_hint="MODEL")
+    if settings_of(ctx).governance == "governed":
+        fail(
+            "this installation is governed (RADPILOT_GOVERNANCE=governed): request the "
+            "transition through the web API and have it approved (docs/governance.md)"
+        )
     with _registry(ctx) as registry:
         before = registry.get(name, version_name).state
-        version = registry.set_state(name, version_name, state, by or current_user(), reason)
+        version = registry.set_state(
+            name, version_name, state, by or current_user(), reason, approval=DIRECT
+        )
     data = {**_row(version), "previous_state": before.value}
 
     def table() -> None:

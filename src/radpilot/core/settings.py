@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1_048_576, ge=1024)  # larger request bodies get 413
     worklist_patient_names: bool = False  # true: the worklist shows names, not IDs
     events_poll_seconds: float = Field(2.0, gt=0)  # live worklist: how often to look
+    # embedded: an admin changes model states directly; governed: requests and approvals
+    governance: Literal["embedded", "governed"] = "embedded"
 
     log_level: str = "INFO"
 

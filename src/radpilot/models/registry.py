@@ -29,10 +29,12 @@ from radpilot.store import Database
 from radpilot.store.models import utcnow
 from radpilot.store.models_pipeline import ModelState, ModelVersion
 
-__all__ = ["RUNNABLE", "ModelNotFoundError", "Registry", "parse_label"]
+__all__ = ["RUNNABLE", "VISIBLE", "ModelNotFoundError", "Registry", "parse_label"]
 
 #: States whose models run on incoming studies.
-RUNNABLE = (ModelState.SHADOW, ModelState.ACTIVE)
+#: States whose versions run on live studies, and those whose results are shown and sent.
+RUNNABLE = (ModelState.SHADOW, ModelState.PILOT, ModelState.ACTIVE)
+VISIBLE = (ModelState.PILOT, ModelState.ACTIVE)
 _RETRIES = 5
 
 
@@ -222,8 +224,12 @@ class Registry:
         state: ModelState | str,
         actor: str,
         reason: str | None = None,
+        approval: str | None = None,
     ) -> ModelVersion:
         """Move ``name:version`` to ``state``; a no-op when it is already there.
+
+        ``approval`` says in the audit entry how the change was authorised (the embedded
+        default's direct admin action, or the approved transition request).
 
         Raises
         ------
@@ -267,6 +273,7 @@ class Registry:
                             "to": target.value,
                             "reason": reason,
                             "weights_sha256": row.weights_sha256,
+                            **({"approval": approval} if approval else {}),
                         },
                         session=session,
                     )

@@ -55,6 +55,7 @@ class DriftThresholds:
     min_new: int = 3
     min_rate_change: float = 0.1
     min_values: int = 10  # fewer values on either side: not tested
+    bonferroni: bool = True  # alpha divided by the number of fields tested
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def compare(
         if found is not None:
             numeric.append(found)
     tested = len(CATEGORICAL) + len(numeric)
-    alpha = limits.alpha / max(tested, 1)
+    alpha = limits.alpha / max(tested, 1) if limits.bonferroni else limits.alpha
     fields = [
         categorical_drift(name, [r.categorical.get(name) for r in reference],
                           [r.categorical.get(name) for r in live], alpha, limits)

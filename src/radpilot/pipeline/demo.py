@@ -97,8 +97,8 @@ def install_model(db: Database, settings: Settings, package: Path) -> ModelVersi
         version.version,
         "active",
         actor="demo-admin",
-        reason="radpilot demo: reference model activated directly by an administrator "
-        "(no approval; the embedded default)",
+        reason="radpilot demo: the reference model",
+        approval="none (embedded default: an administrator's direct action)",
     )
 
 

@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 
 from radpilot.core.logging import ref
 from radpilot.core.settings import Settings
+from radpilot.models.registry import RUNNABLE
 from radpilot.pipeline.routing import RuleSet, SeriesView, route
 from radpilot.store import Database
 from radpilot.store.models import Instance, Series, Study, utcnow
-from radpilot.store.models_pipeline import Job, JobStatus, ModelState, ModelVersion
+from radpilot.store.models_pipeline import Job, JobStatus, ModelVersion
 
 __all__ = ["JobStore", "source_key"]
 
@@ -51,7 +52,7 @@ def _versions_for(session: Session, reference: str) -> list[ModelVersion]:
     name, _, version = reference.partition(":")
     query = select(ModelVersion).where(
         ModelVersion.name == name,
-        ModelVersion.state.in_([ModelState.ACTIVE, ModelState.SHADOW]),
+        ModelVersion.state.in_(RUNNABLE),
     )
     if version:
         query = query.where(ModelVersion.version == version)

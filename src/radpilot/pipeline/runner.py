@@ -27,7 +27,7 @@ from radpilot.core.settings import Settings
 from radpilot.governance.audit import AuditLog
 from radpilot.models.inference import LoadedModel, load_model
 from radpilot.models.prediction import Prediction
-from radpilot.models.registry import Registry
+from radpilot.models.registry import RUNNABLE, VISIBLE, Registry
 from radpilot.pipeline.jobs import JobStore
 from radpilot.pipeline.outputs import write_outputs
 from radpilot.pipeline.warmup import warm_result_writers
@@ -36,7 +36,7 @@ from radpilot.results.outbox import enqueue
 from radpilot.results.report import StudyInfo
 from radpilot.store import Database
 from radpilot.store.models import Instance, Series, Study, utcnow
-from radpilot.store.models_pipeline import Job, ModelState, ModelVersion, Result, ResultObject
+from radpilot.store.models_pipeline import Job, ModelVersion, Result, ResultObject
 
 __all__ = ["JobRunner", "call_with_timeout"]
 
@@ -129,7 +129,7 @@ class JobRunner:
             log.warning("could not warm up the result writers (%s)", exc)
         warmed = []
         for version in self.registry.list():
-            if version.state not in (ModelState.SHADOW, ModelState.ACTIVE):
+            if version.state not in RUNNABLE:
                 continue
             try:
                 loaded = self.model(version)
@@ -276,7 +276,7 @@ class JobRunner:
 
     def _store(self, work: _Work, prediction: Prediction, phase: str) -> bool:
         version = work.version
-        visible = version.state is ModelState.ACTIVE
+        visible = version.state in VISIBLE
         ctx = ResultContext(
             model_name=version.name,
             model_version=version.version,

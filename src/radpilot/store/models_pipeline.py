@@ -54,7 +54,9 @@ class ModelState(enum.StrEnum):
 
     REGISTERED = "registered"  # known, never run
     SHADOW = "shadow"  # runs; results kept but never shown or sent
+    PILOT = "pilot"  # runs; results shown and delivered, under evaluation before active
     ACTIVE = "active"  # runs; results shown and delivered
+    SUSPENDED = "suspended"  # stopped (an incident, a drift alarm) until resumed or retired
     RETIRED = "retired"  # never runs again; its results stay
 
 

@@ -43,6 +43,7 @@ from radpilot.web import (
     routes_auth,
     routes_dicomweb,
     routes_events,
+    routes_lifecycle,
     routes_pages,
     routes_studies,
     routes_viewer,
@@ -214,6 +215,8 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
         routes_viewer.router,
         routes_admin.admin,
         routes_admin.governance,
+        routes_lifecycle.router,
+        routes_lifecycle.admin_router,
         routes_dicomweb.router,
     ):
         app.include_router(router)
