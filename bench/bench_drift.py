@@ -91,11 +91,11 @@ def stream(seed: int, baseline: int, changed: int, folder: Path) -> list[StudyFe
         return study_features(session, version.name)
 
 
-def judged(windows: list[Window], baseline: int) -> tuple[bool, int | None]:
-    """(a window over unchanged studies fired, changed studies seen at the first alarm)."""
-    false_alarm = any(w.drifted for w in windows if w.end <= baseline)
+def judged(windows: list[Window], baseline: int) -> tuple[list[str], int | None]:
+    """(what fired over unchanged studies, changed studies seen at the first alarm)."""
+    false_alarms = sorted({f for w in windows if w.end <= baseline for f in w.drifted})
     after = next((w for w in windows if w.end > baseline and w.drifted), None)
-    return false_alarm, None if after is None else after.end - baseline
+    return false_alarms, None if after is None else after.end - baseline
 
 
 def main() -> None:
@@ -113,7 +113,7 @@ def main() -> None:
     # The peer: every field at alpha, no effect-size floors, a new category from one study.
     plain = replace(ours, bonferroni=False, min_psi=0.0, min_shift_sd=0.0, min_new=1,
                     min_rate_change=0.0)  # fmt: skip
-    outcomes: dict[str, list[tuple[bool, int | None]]] = {"radpilot": [], "plain": []}
+    outcomes: dict[str, list[tuple[list[str], int | None]]] = {"radpilot": [], "plain": []}
     started = time.monotonic()
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="radpilot-drift-") as tmp:
@@ -127,13 +127,16 @@ def main() -> None:
     print(f"\n{args.runs} runs, {args.baseline} unchanged + {args.changed} changed studies each; "
           f"reference {args.reference}, windows of {args.window} every {args.step}; "
           f"{platform.processor() or platform.machine()}, {elapsed:.0f} s\n")  # fmt: skip
-    print("| detector | runs with a false alarm | detected | delay, median [range] |")
-    print("|---|---|---|---|")
+    header = ["detector", "runs with a false alarm", "what fired falsely", "detected",
+              "delay, median [range]"]  # fmt: skip
+    print("| " + " | ".join(header) + " |")
+    print("|---|---|---|---|---|")
     for name, found in outcomes.items():
         alarms = sum(1 for fa, _ in found if fa)
+        fired = ", ".join(sorted({f for fa, _ in found for f in fa})) or "-"
         delays = [d for _, d in found if d is not None]
         span = f"{statistics.median(delays):.0f} [{min(delays)}-{max(delays)}]" if delays else "-"
-        print(f"| {name} | {alarms}/{len(found)} | {len(delays)}/{len(found)} | {span} |")
+        print(f"| {name} | {alarms}/{len(found)} | {fired} | {len(delays)}/{len(found)} | {span} |")
 
 
 if __name__ == "__main__":
