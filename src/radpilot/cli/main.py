@@ -74,6 +74,7 @@ def _register() -> None:
         audit,
         deid,
         demo,
+        governance,
         inventory,
         labels,
         monitor,
@@ -104,6 +105,7 @@ def _register() -> None:
     app.add_typer(audit.app, name="audit")
     app.add_typer(users.app, name="users")
     app.add_typer(monitor.app, name="monitor")
+    app.add_typer(governance.app, name="governance")
     app.command("worklist")(worklist.worklist)
     app.add_typer(stats.app, name="stats")
     app.command("demo")(demo.demo)

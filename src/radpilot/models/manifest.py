@@ -28,6 +28,7 @@ __all__ = [
     "SCHEMA",
     "Activation",
     "AppliesTo",
+    "ChangeControl",
     "ExplainSpec",
     "InputSpec",
     "Manifest",
@@ -225,6 +226,15 @@ class ExplainSpec(_Strict):
         return self
 
 
+class ChangeControl(_Strict):
+    """The predetermined change control plan the dossier prints (docs/governance.md)."""
+
+    may_change_without_new_approval: list[str] = Field(default_factory=list)
+    needs_new_approval: list[str] = Field(default_factory=list)
+    validation_protocol: list[str] = Field(default_factory=list)
+    impact_assessment: list[str] = Field(default_factory=list)
+
+
 class Manifest(_Strict):
     """Everything radpilot needs to know about a model package."""
 
@@ -244,6 +254,7 @@ class Manifest(_Strict):
     explain: ExplainSpec = Field(default_factory=ExplainSpec)
     manufacturer: str = "radpilot"
     timeout_seconds: float | None = Field(None, gt=0)  # overrides the job timeout
+    change_control: ChangeControl | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -1,0 +1,144 @@
+"""The periodic post-market surveillance report of one model:
+``radpilot governance surveillance --model NAME --from DATE --to DATE``.
+
+For the period, per ``bucket_days`` (a week by default): volume (visible results), the
+positive rate, and the radiologists' decisions (accept / modify / reject) with the
+agreement rate (accepted of decided), each proportion with its Wilson 95% CI; over the
+whole period, sensitivity and specificity against reference labels where studies have
+them (``radpilot labels import``: each reader's latest read, majority, a tie decides
+nothing); input drift of the period against the model's studies before it
+(:func:`radpilot.monitoring.drift.compare`); and every state change or transition
+request in the period from the audit log. Alerts and incidents are not recorded by
+radpilot yet; the report says so rather than showing an empty table as "none".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import select
+
+from radpilot.data.adjudication import latest_reads, majority_vote
+from radpilot.monitoring.drift import compare
+from radpilot.monitoring.features import study_features
+from radpilot.store import Database
+from radpilot.store.models import Read
+from radpilot.store.models_pipeline import AuditEntry, Decision, Feedback, ModelVersion, Result
+from radpilot.validation.stats import Estimate, wilson
+
+__all__ = ["SCHEMA", "build_surveillance"]
+
+SCHEMA = "radpilot.surveillance/1"
+_MIN_REFERENCE = 20
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+
+
+def _est(e: Estimate) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in e.to_dict().items()}  # fmt: skip
+
+
+def build_surveillance(
+    db: Database,
+    model: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    bucket_days: int = 7,
+) -> dict[str, Any]:
+    """Everything the surveillance page shows, JSON-ready (times in UTC)."""
+    start, end = _aware(start), _aware(end)
+    with db.session() as session:
+        versions = {v.id: v.label for v in session.scalars(
+            select(ModelVersion).where(ModelVersion.name == model))}  # fmt: skip
+        results = [
+            r for r in session.scalars(
+                select(Result).where(Result.model_version_pk.in_(list(versions)),
+                                     Result.visible.is_(True)).order_by(Result.stored_at)
+            ) if start <= _aware(r.stored_at) < end
+        ]  # fmt: skip
+        ids = [r.id for r in results]
+        feedback = list(session.scalars(select(Feedback).where(Feedback.result_pk.in_(ids))))
+        studies = {r.study_pk for r in results}
+        reads: dict[int, list[tuple[str, dt.datetime | None, int]]] = defaultdict(list)
+        for read in session.scalars(select(Read).where(Read.study_pk.in_(list(studies)))):
+            reads[read.study_pk].append((read.reader, read.read_at, read.value))
+        labels = set(versions.values())
+        actions = [
+            {"at": _aware(e.at).isoformat(timespec="seconds"), "kind": e.kind, "actor": e.actor,
+             "subject": e.subject, "payload": e.payload}
+            for e in session.scalars(select(AuditEntry).where(AuditEntry.subject.in_(labels))
+                                     .order_by(AuditEntry.seq))
+            if start <= _aware(e.at) < end and e.kind.startswith("model.")
+        ]  # fmt: skip
+        before = study_features(session, model, until=start)
+        during = study_features(session, model, study_ids=sorted(studies))
+    width = dt.timedelta(days=bucket_days)
+    buckets: list[dict[str, Any]] = []
+    at = start
+    while at < end:
+        upto = min(at + width, end)
+        inside = [r for r in results if at <= _aware(r.stored_at) < upto]
+        inside_ids = {r.id for r in inside}
+        decided = [f for f in feedback if f.result_pk in inside_ids]
+        counts = {d.value: sum(1 for f in decided if f.decision is d) for d in Decision}
+        buckets.append({
+            "start": at.isoformat(timespec="seconds"), "end": upto.isoformat(timespec="seconds"),
+            "results": len(inside),
+            "positive_rate": _est(wilson(sum(r.positive for r in inside), len(inside))),
+            "decisions": counts,
+            "agreement": _est(wilson(counts["accept"], len(decided))),
+        })  # fmt: skip
+        at = upto
+    truth = {s: majority_vote(latest_reads(v).values()) for s, v in reads.items()}
+    called = {r.study_pk: r.positive for r in results}
+    pairs = [(called[s], t) for s, t in truth.items() if t is not None and s in called]
+    sensitivity = wilson(
+        sum(1 for c, t in pairs if t == 1 and c), sum(1 for _, t in pairs if t == 1)
+    )
+    specificity = wilson(
+        sum(1 for c, t in pairs if t == 0 and not c), sum(1 for _, t in pairs if t == 0)
+    )
+    drift: dict[str, Any]
+    reference = before if len(before) >= _MIN_REFERENCE else during[: len(during) // 2]
+    live = during if len(before) >= _MIN_REFERENCE else during[len(during) // 2 :]
+    if len(reference) >= _MIN_REFERENCE // 2 and live:
+        comparison = compare(reference, live)
+        drift = {
+            "reference": "studies before the period" if reference is before
+            else "the first half of the period",
+            "reference_n": len(reference), "live_n": len(live), "drifted": comparison.drifted,
+            "fields": [{"field": f.name, "statistic": f.statistic, "p_value": f.p_value,
+                        "drifted": f.drifted, "detail": f.detail}
+                       for f in comparison.fields if f.drifted],
+        }  # fmt: skip
+    else:
+        drift = {"reference": None, "drifted": [], "fields": [],
+                 "note": "too few studies to compare"}  # fmt: skip
+    decided_all = len(feedback)
+    accepted = sum(1 for f in feedback if f.decision is Decision.ACCEPT)
+    return {
+        "schema": SCHEMA,
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "model": model,
+        "versions": sorted(versions.values()),
+        "period": {"start": start.isoformat(timespec="seconds"),
+                   "end": end.isoformat(timespec="seconds"), "bucket_days": bucket_days},
+        "totals": {
+            "results": len(results), "studies": len(studies),
+            "positives": sum(r.positive for r in results), "decisions": decided_all,
+            "agreement": _est(wilson(accepted, decided_all)),
+            "with_reference_label": len(pairs),
+            "sensitivity": _est(sensitivity), "specificity": _est(specificity),
+        },
+        "buckets": buckets,
+        "drift": drift,
+        "actions": actions,
+        "alerts": None,  # not recorded by radpilot yet
+        "incidents": None,
+    }  # fmt: skip
