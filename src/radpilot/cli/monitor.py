@@ -86,3 +86,45 @@ def drift(
                        + ", ".join(alarm.drifted))  # fmt: skip
     if alarm is not None:
         raise typer.Exit(code=3)
+
+
+@app.command("discordance")
+def discordance(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option(help="The model name.")],
+    p0: Annotated[
+        float, typer.Option(min=0.0001, max=0.9, help="In-control discordance (reference).")
+    ],
+    p1: Annotated[
+        float | None, typer.Option(min=0.0002, max=0.99, help="Rate to detect [default: 2 p0].")
+    ] = None,
+    arl0: Annotated[
+        float, typer.Option(min=50, help="Mean decisions between false alarms.")
+    ] = 1000.0,
+    format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Bernoulli CUSUM of rejected or modified AI results; exit 3 on an alarm."""
+    from radpilot.monitoring.discordance import Cusum, decision_stream, threshold_for_arl
+
+    rise = p1 if p1 is not None else min(2 * p0, 0.99)
+    if not p0 < rise:
+        fail("--p1 must be above --p0")
+    with reporting_errors(), database(ctx) as db, db.session() as session:
+        stream = decision_stream(session, model)
+    h = threshold_for_arl(p0, rise, arl0)
+    result = Cusum(p0, rise, h).run(stream)
+    body = {
+        "model": model, "decisions": len(stream), "discordant": sum(stream),
+        "p0": p0, "p1": rise, "arl0": arl0, "h": h,
+        "statistic": result.statistic[-1] if result.statistic else 0.0,
+        "alarm_at": result.alarm_at,
+    }  # fmt: skip
+    if format == "json":
+        typer.echo(json.dumps(body))
+    else:
+        typer.echo(f"{len(stream)} decisions, {sum(stream)} discordant; CUSUM p0={p0} p1={rise} "
+                   f"h={h} (ARL0 {arl0:.0f}): statistic {body['statistic']:.2f}")  # fmt: skip
+        if result.alarm_at is not None:
+            typer.echo(f"ALARM at decision {result.alarm_at}")
+    if result.alarm_at is not None:
+        raise typer.Exit(code=3)
