@@ -57,9 +57,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
     root = tmp_path_factory.mktemp("governance")
     settings = Settings(
-        data_dir=root / "data", dicom_port=free_port(), http_port=0, study_quiet_seconds=1.0,
-        fsync=False, min_free_disk_mb=0,
-    )  # fmt: skip
+        data_dir=root / "data",
+        dicom_port=free_port(),
+        http_port=0,
+        study_quiet_seconds=1.0,
+        fsync=False,
+        min_free_disk_mb=0,
+    )
     service = Service(settings, web=False)
     service.db.migrate()
     version = loop.install_model(service.db, settings, REPO / "models/reference/package")
@@ -68,8 +72,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     truth = [c.label for c in choose_cases(NPZ, "test", COUNT, 0.3)]
     service.start()
     try:
-        send_files([p for p, _ in made], "127.0.0.1", service.receiver.port,
-                   called_ae_title=settings.ae_title)  # fmt: skip
+        send_files(
+            [p for p, _ in made],
+            "127.0.0.1",
+            service.receiver.port,
+            called_ae_title=settings.ae_title,
+        )
         loop.wait_for_results(service.db, [uid for _, uid in made], timeout=300)
     finally:
         service.stop()
@@ -85,31 +93,79 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     db = Database(settings.effective_database_url)
     decisions = [Decision.ACCEPT] * 7 + [Decision.REJECT] * 3
     for (_, uid), decision in zip(made, decisions, strict=False):
-        record_feedback(db, uid, FeedbackRequest(decision=decision, reader="dr.lee",
-                                                 reason_code="test"))  # fmt: skip
-    cli("--data-dir", data, "validate", "--model", version.label, "--labels", str(labels),
-        "--output", str(root / "validation"), "--use-case",
-        str(REPO / "models/reference/usecase.yaml"), "--bootstrap", "200")  # fmt: skip
+        record_feedback(
+            db, uid, FeedbackRequest(decision=decision, reader="dr.lee", reason_code="test")
+        )
+    cli(
+        "--data-dir",
+        data,
+        "validate",
+        "--model",
+        version.label,
+        "--labels",
+        str(labels),
+        "--output",
+        str(root / "validation"),
+        "--use-case",
+        str(REPO / "models/reference/usecase.yaml"),
+        "--bootstrap",
+        "200",
+    )
     governed = settings.model_copy(update={"governance": "governed"})
     suspend = lifecycle.request_transition(
-        db, governed, version.name, version.version, ModelState.SUSPENDED,
-        actor="gov1", role=Role.GOVERNANCE, reason="review after the first week",
-    )  # fmt: skip
+        db,
+        governed,
+        version.name,
+        version.version,
+        ModelState.SUSPENDED,
+        actor="gov1",
+        role=Role.GOVERNANCE,
+        reason="review after the first week",
+    )
     resume = lifecycle.request_transition(
-        db, governed, version.name, version.version, ModelState.ACTIVE,
-        actor="gov1", role=Role.GOVERNANCE, reason="review done",
-    )  # fmt: skip
+        db,
+        governed,
+        version.name,
+        version.version,
+        ModelState.ACTIVE,
+        actor="gov1",
+        role=Role.GOVERNANCE,
+        reason="review done",
+    )
     for approver in ("gov2", "gov3"):
-        lifecycle.approve(db, governed, resume.id, actor=approver, role=Role.GOVERNANCE,
-                          comment="agreed")  # fmt: skip
-    return {"root": root, "data": data, "db": db, "version": version, "made": made,
-            "truth": truth, "suspend": suspend.id, "resume": resume.id}  # fmt: skip
+        lifecycle.approve(
+            db, governed, resume.id, actor=approver, role=Role.GOVERNANCE, comment="agreed"
+        )
+    from radpilot.governance import incidents
+    from radpilot.store.models_alerts import IncidentKind, Severity
+
+    reported = incidents.report(
+        db, made[5][1], IncidentKind.WRONG_RESULT, "flagged a normal film", actor="dr.lee"
+    )
+    incidents.classify(db, reported, Severity.MODERATE, actor="gov1")
+    return {
+        "root": root,
+        "data": data,
+        "db": db,
+        "version": version,
+        "made": made,
+        "truth": truth,
+        "suspend": suspend.id,
+        "resume": resume.id,
+    }
 
 
 def test_dossier(run: dict[str, Any]) -> None:
     out = run["root"] / "dossier"
-    written = cli("--data-dir", run["data"], "governance", "dossier", run["version"].label,
-                  "--output", str(out))  # fmt: skip
+    written = cli(
+        "--data-dir",
+        run["data"],
+        "governance",
+        "dossier",
+        run["version"].label,
+        "--output",
+        str(out),
+    )
     assert written.split() == [str(out / f"dossier.{x}") for x in ("json", "html", "pdf")]
     report = json.loads((out / "dossier.json").read_text())
     assert report["model"]["state"] == "active"
@@ -143,13 +199,29 @@ def test_dossier(run: dict[str, Any]) -> None:
 def test_surveillance(run: dict[str, Any]) -> None:
     out = run["root"] / "surveillance"
     today = dt.datetime.now(dt.UTC).date()
-    cli("--data-dir", run["data"], "governance", "surveillance", "--model", "chest-pneumonia",
-        "--from", str(today), "--to", str(today + dt.timedelta(days=1)), "--bucket-days", "1",
-        "--output", str(out))  # fmt: skip
+    cli(
+        "--data-dir",
+        run["data"],
+        "governance",
+        "surveillance",
+        "--model",
+        "chest-pneumonia",
+        "--from",
+        str(today),
+        "--to",
+        str(today + dt.timedelta(days=1)),
+        "--bucket-days",
+        "1",
+        "--output",
+        str(out),
+    )
     report = json.loads((out / "surveillance.json").read_text())
     with run["db"].session() as session:
-        rows = session.execute(select(Study.study_instance_uid, Result.positive)
-                               .join(Result, Result.study_pk == Study.id)).all()  # fmt: skip
+        rows = session.execute(
+            select(Study.study_instance_uid, Result.positive).join(
+                Result, Result.study_pk == Study.id
+            )
+        ).all()
     positive = dict(rows)
     totals = report["totals"]
     assert totals["results"] == totals["studies"] == COUNT
@@ -162,17 +234,23 @@ def test_surveillance(run: dict[str, Any]) -> None:
     assert totals["sensitivity"]["value"] == pytest.approx(sum(diseased) / len(diseased))
     assert totals["specificity"]["value"] == pytest.approx(healthy.count(False) / len(healthy))
     (bucket,) = report["buckets"]
-    assert bucket["results"] == COUNT and bucket["decisions"] == {"accept": 7, "modify": 0,
-                                                                   "reject": 3}  # fmt: skip
+    assert bucket["results"] == COUNT and bucket["decisions"] == {
+        "accept": 7,
+        "modify": 0,
+        "reject": 3,
+    }
     kinds = [a["kind"] for a in report["actions"]]
     assert kinds.count("model.state") == 3 and "model.transition.approved" in kinds
     assert report["drift"]["reference"] == "the first half of the period"
     text = pdf_text(out / "surveillance.pdf")
+    assert [i["kind"] for i in report["incidents"]] == ["wrong_result"]
+    assert report["incidents"][0]["severity"] == "moderate"
     for words in (
         "Surveillance: chest-pneumonia",
         "Volume, positive rate and agreement",
         "Alerts and incidents",
-        "Not recorded",
+        "1 incident(s) reported",
+        "wrong_result",
     ):
         assert words in text, words
     assert "<svg" in (out / "surveillance.html").read_text()

@@ -12,8 +12,9 @@ from radpilot.cli.context import database, reporting_errors, settings_of
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Regulatory files: dossier and surveillance (docs/governance.md).",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Regulatory files: dossier and surveillance (docs/governance.md).", no_args_is_help=True
+)
 
 
 def _date(text: str, option: str) -> dt.datetime:

@@ -7,20 +7,27 @@ from typing import Annotated, Any
 
 import typer
 
-from radpilot.cli.context import database, fail, reporting_errors
+from radpilot.cli.context import database, fail, reporting_errors, settings_of
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Drift of live traffic against a reference (docs/monitoring.md).",
-                  no_args_is_help=True)  # fmt: skip
+app = typer.Typer(
+    help="Drift of live traffic against a reference (docs/monitoring.md).", no_args_is_help=True
+)
 
 
 def _field(f: Any) -> dict[str, Any]:
     return {
-        "field": f.name, "kind": f.kind, "statistic": round(f.statistic, 6),
-        "p_value": f.p_value, "drifted": f.drifted, "new_categories": f.new_categories,
-        "reference_n": f.reference_n, "live_n": f.live_n, "detail": f.detail,
-    }  # fmt: skip
+        "field": f.name,
+        "kind": f.kind,
+        "statistic": round(f.statistic, 6),
+        "p_value": f.p_value,
+        "drifted": f.drifted,
+        "new_categories": f.new_categories,
+        "reference_n": f.reference_n,
+        "live_n": f.live_n,
+        "detail": f.detail,
+    }
 
 
 @app.command("drift")
@@ -51,39 +58,55 @@ def drift(
     with reporting_errors(), database(ctx) as db, db.session() as session:
         rows = study_features(session, model)
     if len(rows) < reference + window:
-        fail(f"{len(rows)} studies; drift needs at least --reference + --window "
-             f"({reference + window})")  # fmt: skip
+        fail(
+            f"{len(rows)} studies; drift needs at least --reference + --window "
+            f"({reference + window})"
+        )
     windows = scan(rows, reference, window, step, DriftThresholds(alpha=alpha), validated_rate)
     alarm = first_alarm(windows)
     latest = windows[-1]
     if format == "json":
         body = {
-            "model": model, "studies": len(rows), "reference": reference, "window": window,
+            "model": model,
+            "studies": len(rows),
+            "reference": reference,
+            "window": window,
             "windows": len(windows),
-            "first_alarm": None if alarm is None else {
-                "studies_seen": alarm.studies_seen, "drifted": alarm.drifted},
+            "first_alarm": None
+            if alarm is None
+            else {"studies_seen": alarm.studies_seen, "drifted": alarm.drifted},
             "latest": {
-                "start": latest.start, "end": latest.end, "drifted": latest.drifted,
+                "start": latest.start,
+                "end": latest.end,
+                "drifted": latest.drifted,
                 "fields": [_field(f) for f in latest.comparison.fields],
-                "positive_rate": None if latest.comparison.rate is None
+                "positive_rate": None
+                if latest.comparison.rate is None
                 else vars(latest.comparison.rate),
             },
-        }  # fmt: skip
+        }
         typer.echo(json.dumps(body, default=str))
     else:
-        typer.echo(f"{len(rows)} studies; reference: the first {reference}; "
-                   f"{len(windows)} windows of {window}")  # fmt: skip
+        typer.echo(
+            f"{len(rows)} studies; reference: the first {reference}; "
+            f"{len(windows)} windows of {window}"
+        )
         for f in latest.comparison.fields:
             mark = "DRIFT" if f.drifted else ""
-            typer.echo(f"{f.name:<20} {f.kind:<12} {f.statistic:>9.3f} p={f.p_value:<10.3g} "
-                       f"{mark:<6} {f.detail}")  # fmt: skip
+            typer.echo(
+                f"{f.name:<20} {f.kind:<12} {f.statistic:>9.3f} p={f.p_value:<10.3g} "
+                f"{mark:<6} {f.detail}"
+            )
         rate = latest.comparison.rate
         if rate is not None:
-            typer.echo(f"{'positive_rate':<20} {rate.reference_rate:.3f} -> {rate.live_rate:.3f} "
-                       f"p={rate.p_value:.3g} {'DRIFT' if rate.drifted else ''}")  # fmt: skip
+            typer.echo(
+                f"{'positive_rate':<20} {rate.reference_rate:.3f} -> {rate.live_rate:.3f} "
+                f"p={rate.p_value:.3g} {'DRIFT' if rate.drifted else ''}"
+            )
         if alarm is not None:
-            typer.echo(f"first alarm after {alarm.studies_seen} live studies: "
-                       + ", ".join(alarm.drifted))  # fmt: skip
+            typer.echo(
+                f"first alarm after {alarm.studies_seen} live studies: " + ", ".join(alarm.drifted)
+            )
     if alarm is not None:
         raise typer.Exit(code=3)
 
@@ -114,17 +137,53 @@ def discordance(
     h = threshold_for_arl(p0, rise, arl0)
     result = Cusum(p0, rise, h).run(stream)
     body = {
-        "model": model, "decisions": len(stream), "discordant": sum(stream),
-        "p0": p0, "p1": rise, "arl0": arl0, "h": h,
+        "model": model,
+        "decisions": len(stream),
+        "discordant": sum(stream),
+        "p0": p0,
+        "p1": rise,
+        "arl0": arl0,
+        "h": h,
         "statistic": result.statistic[-1] if result.statistic else 0.0,
         "alarm_at": result.alarm_at,
-    }  # fmt: skip
+    }
     if format == "json":
         typer.echo(json.dumps(body))
     else:
-        typer.echo(f"{len(stream)} decisions, {sum(stream)} discordant; CUSUM p0={p0} p1={rise} "
-                   f"h={h} (ARL0 {arl0:.0f}): statistic {body['statistic']:.2f}")  # fmt: skip
+        typer.echo(
+            f"{len(stream)} decisions, {sum(stream)} discordant; CUSUM p0={p0} p1={rise} "
+            f"h={h} (ARL0 {arl0:.0f}): statistic {body['statistic']:.2f}"
+        )
         if result.alarm_at is not None:
             typer.echo(f"ALARM at decision {result.alarm_at}")
     if result.alarm_at is not None:
         raise typer.Exit(code=3)
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context,
+    format: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """Evaluate the alert rules once (radpilot serve does it every
+    RADPILOT_ALERT_CHECK_SECONDS); print the alerts opened now."""
+    from radpilot.monitoring.alerts import evaluate, load_rules
+    from radpilot.store.models_alerts import Alert
+
+    settings = settings_of(ctx)
+    with reporting_errors(), database(ctx) as db:
+        rules = load_rules(settings.alert_rules_path)
+        opened = evaluate(db, settings, rules)
+        with db.session() as session:
+            rows = [session.get(Alert, i) for i in opened]
+            found = [
+                {"id": a.id, "model": a.model, "cause": a.cause, "message": a.message}
+                for a in rows
+                if a is not None
+            ]
+    if format == "json":
+        typer.echo(json.dumps(found))
+        return
+    typer.echo(f"{len(rules.models)} model(s) with rules; {len(found)} new alert(s)")
+    for a in found:
+        typer.echo(f"  #{a['id']} {a['model']} {a['cause']}: {a['message']}")

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1_048_576, ge=1024)  # larger request bodies get 413
     worklist_patient_names: bool = False  # true: the worklist shows names, not IDs
     events_poll_seconds: float = Field(2.0, gt=0)  # live worklist: how often to look
+    # monitoring alerts (docs/monitoring.md)
+    alert_rules: Path | None = None  # YAML; default <data dir>/alerts.yaml
+    alert_webhook: str | None = None  # new alerts are POSTed here as JSON
+    alert_check_seconds: float = Field(300.0, ge=0)  # radpilot serve evaluates rules; 0: never
     # embedded: an admin changes model states directly; governed: requests and approvals
     governance: Literal["embedded", "governed"] = "embedded"
 
@@ -217,6 +221,11 @@ class Settings(BaseSettings):
     def results_dir(self) -> Path:
         """Where result objects (SR, SEG, key images, reports, heatmaps) are written."""
         return self.data_dir / "results"
+
+    @property
+    def alert_rules_path(self) -> Path:
+        """The alert rules file in force."""
+        return self.alert_rules or self.data_dir / "alerts.yaml"
 
     @property
     def routing_rules_path(self) -> Path:

@@ -125,39 +125,58 @@ def build_dossier(db: Database, settings: Settings, name: str, version: str) -> 
             )
         )
         history = [
-            {"seq": e.seq, "at": e.at.isoformat(timespec="seconds"), "kind": e.kind,
-             "actor": e.actor, "payload": e.payload}
+            {
+                "seq": e.seq,
+                "at": e.at.isoformat(timespec="seconds"),
+                "kind": e.kind,
+                "actor": e.actor,
+                "payload": e.payload,
+            }
             for e in session.scalars(
                 select(AuditEntry)
                 .where(or_(AuditEntry.subject == label, AuditEntry.subject == f"model:{label}"))
                 .order_by(AuditEntry.seq)
             )
-        ]  # fmt: skip
+        ]
         transitions = [
             {
-                "id": t.id, "from": t.from_state.value, "to": t.to_state.value,
-                "reason": t.reason, "requested_by": t.requested_by,
+                "id": t.id,
+                "from": t.from_state.value,
+                "to": t.to_state.value,
+                "reason": t.reason,
+                "requested_by": t.requested_by,
                 "requested_at": t.requested_at.isoformat(timespec="seconds"),
                 "status": t.status.value,
                 "decided_at": t.decided_at.isoformat(timespec="seconds") if t.decided_at else None,
                 "approvals": [
-                    {"approver": a.approver, "role": a.role, "approved": a.approved,
-                     "comment": a.comment, "at": a.at.isoformat(timespec="seconds")}
+                    {
+                        "approver": a.approver,
+                        "role": a.role,
+                        "approved": a.approved,
+                        "comment": a.comment,
+                        "at": a.at.isoformat(timespec="seconds"),
+                    }
                     for a in t.approvals
                 ],
             }
             for t in session.scalars(
-                select(Transition).where(Transition.model_version_pk == row.id)
+                select(Transition)
+                .where(Transition.model_version_pk == row.id)
                 .order_by(Transition.id)
             )
-        ]  # fmt: skip
+        ]
         manifest = dict(row.manifest)
         model = {
-            "name": row.name, "version": row.version, "task": row.task, "runtime": row.runtime,
-            "use_case": row.use_case, "weights_sha256": row.weights_sha256,
-            "added_by": row.added_by, "added_at": row.added_at.isoformat(timespec="seconds"),
+            "name": row.name,
+            "version": row.version,
+            "task": row.task,
+            "runtime": row.runtime,
+            "use_case": row.use_case,
+            "weights_sha256": row.weights_sha256,
+            "added_by": row.added_by,
+            "added_at": row.added_at.isoformat(timespec="seconds"),
             "state": row.state.value,
-        }  # fmt: skip
+        }
         package = Path(settings.data_dir) / row.package_path
     output = manifest.get("output", {})
     return {

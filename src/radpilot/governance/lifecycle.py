@@ -134,9 +134,16 @@ def _refused(db: Database, actor: str, label: str, target: str, error: Lifecycle
 
 
 def direct_transition(
-    db: Database, settings: Settings, name: str, version: str, target: ModelState,
-    *, actor: str, role: Role, reason: str,
-) -> ModelVersion:  # fmt: skip
+    db: Database,
+    settings: Settings,
+    name: str,
+    version: str,
+    target: ModelState,
+    *,
+    actor: str,
+    role: Role,
+    reason: str,
+) -> ModelVersion:
     """Embedded mode: an administrator's transition, done at once and audited as such.
 
     Raises
@@ -161,15 +168,26 @@ def direct_transition(
         raise
     registry = Registry(db, settings.models_dir)
     return registry.set_state(
-        name, version, target, actor=actor, reason=reason,
+        name,
+        version,
+        target,
+        actor=actor,
+        reason=reason,
         approval="none (embedded default: an administrator's direct action)",
-    )  # fmt: skip
+    )
 
 
 def request_transition(
-    db: Database, settings: Settings, name: str, version: str, target: ModelState,
-    *, actor: str, role: Role, reason: str,
-) -> Transition:  # fmt: skip
+    db: Database,
+    settings: Settings,
+    name: str,
+    version: str,
+    target: ModelState,
+    *,
+    actor: str,
+    role: Role,
+    reason: str,
+) -> Transition:
     """Governed mode: record a request (carried out at once when no approval is needed).
 
     Raises
@@ -199,17 +217,26 @@ def request_transition(
                     f"{label} has a pending transition; approve or reject it first"
                 )
             request = Transition(
-                model_version_pk=row.id, from_state=row.state, to_state=target,
-                reason=reason, requested_by=actor,
-            )  # fmt: skip
+                model_version_pk=row.id,
+                from_state=row.state,
+                to_state=target,
+                reason=reason,
+                requested_by=actor,
+            )
             session.add(request)
             session.flush()
             AuditLog(db).append(
-                "model.transition.requested", actor, label,
-                {"transition": request.id, "from": row.state.value, "to": target.value,
-                 "reason": reason},
+                "model.transition.requested",
+                actor,
+                label,
+                {
+                    "transition": request.id,
+                    "from": row.state.value,
+                    "to": target.value,
+                    "reason": reason,
+                },
                 session=session,
-            )  # fmt: skip
+            )
             session.commit()
             transition_id = request.id
     except LifecycleError as exc:
@@ -224,9 +251,15 @@ def request_transition(
 
 
 def approve(
-    db: Database, settings: Settings, transition_id: int,
-    *, actor: str, role: Role, approved: bool = True, comment: str | None = None,
-) -> Transition:  # fmt: skip
+    db: Database,
+    settings: Settings,
+    transition_id: int,
+    *,
+    actor: str,
+    role: Role,
+    approved: bool = True,
+    comment: str | None = None,
+) -> Transition:
     """One person's approval (or rejection); the transition is carried out when the
     policy's count is reached.
 
@@ -261,14 +294,27 @@ def approve(
         except LifecycleError as exc:
             _refused(db, actor, label, request.to_state.value, exc)
             raise
-        session.add(Approval(transition_pk=request.id, approver=actor, role=role.value,
-                             approved=approved, comment=comment))  # fmt: skip
+        session.add(
+            Approval(
+                transition_pk=request.id,
+                approver=actor,
+                role=role.value,
+                approved=approved,
+                comment=comment,
+            )
+        )
         AuditLog(db).append(
             "model.transition.approved" if approved else "model.transition.rejected",
-            actor, label, {"transition": request.id, "to": request.to_state.value,
-                           "role": role.value, "comment": comment},
+            actor,
+            label,
+            {
+                "transition": request.id,
+                "to": request.to_state.value,
+                "role": role.value,
+                "comment": comment,
+            },
             session=session,
-        )  # fmt: skip
+        )
         if not approved:
             request.status = TransitionStatus.REJECTED
             request.decided_at = utcnow()

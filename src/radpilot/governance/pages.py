@@ -22,8 +22,10 @@ __all__ = ["render", "write_all"]
 def _est(value: dict[str, Any] | None) -> str:
     if not value or value.get("value") is None:
         return "—"
-    return (f"{100 * value['value']:.1f} % ({100 * value['low']:.1f} to "
-            f"{100 * value['high']:.1f}, n={value['n']})")  # fmt: skip
+    return (
+        f"{100 * value['value']:.1f} % ({100 * value['low']:.1f} to "
+        f"{100 * value['high']:.1f}, n={value['n']})"
+    )
 
 
 def _trend(report: dict[str, Any]) -> Figure | None:
@@ -41,8 +43,9 @@ def _trend(report: dict[str, Any]) -> Figure | None:
             continue
         xs = [i for i, _ in points]
         axis.plot(xs, [e["value"] for _, e in points], marker="o", label=name)
-        axis.fill_between(xs, [e["low"] for _, e in points], [e["high"] for _, e in points],
-                          alpha=0.2)  # fmt: skip
+        axis.fill_between(
+            xs, [e["low"] for _, e in points], [e["high"] for _, e in points], alpha=0.2
+        )
     axis.set_xticks(x, [b["start"][:10] for b in buckets], rotation=30, fontsize=7)
     axis.set_ylim(0, 1)
     axis.set_ylabel("proportion (95% CI)")

@@ -7,9 +7,8 @@ agreement rate (accepted of decided), each proportion with its Wilson 95% CI; ov
 whole period, sensitivity and specificity against reference labels where studies have
 them (``radpilot labels import``: each reader's latest read, majority, a tie decides
 nothing); input drift of the period against the model's studies before it
-(:func:`radpilot.monitoring.drift.compare`); and every state change or transition
-request in the period from the audit log. Alerts and incidents are not recorded by
-radpilot yet; the report says so rather than showing an empty table as "none".
+(:func:`radpilot.monitoring.drift.compare`); every state change or transition request
+in the period from the audit log; the alerts opened and the incidents reported in it.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from radpilot.monitoring.drift import compare
 from radpilot.monitoring.features import study_features
 from radpilot.store import Database
 from radpilot.store.models import Read
+from radpilot.store.models_alerts import Alert, Incident
 from radpilot.store.models_pipeline import AuditEntry, Decision, Feedback, ModelVersion, Result
 from radpilot.validation.stats import Estimate, wilson
 
@@ -40,8 +40,9 @@ def _aware(at: dt.datetime) -> dt.datetime:
 
 
 def _est(e: Estimate) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v)
-            for k, v in e.to_dict().items()}  # fmt: skip
+    return {
+        k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in e.to_dict().items()
+    }
 
 
 def build_surveillance(
@@ -54,14 +55,19 @@ def build_surveillance(
     """Everything the surveillance page shows, JSON-ready (times in UTC)."""
     start, end = _aware(start), _aware(end)
     with db.session() as session:
-        versions = {v.id: v.label for v in session.scalars(
-            select(ModelVersion).where(ModelVersion.name == model))}  # fmt: skip
+        versions = {
+            v.id: v.label
+            for v in session.scalars(select(ModelVersion).where(ModelVersion.name == model))
+        }
         results = [
-            r for r in session.scalars(
-                select(Result).where(Result.model_version_pk.in_(list(versions)),
-                                     Result.visible.is_(True)).order_by(Result.stored_at)
-            ) if start <= _aware(r.stored_at) < end
-        ]  # fmt: skip
+            r
+            for r in session.scalars(
+                select(Result)
+                .where(Result.model_version_pk.in_(list(versions)), Result.visible.is_(True))
+                .order_by(Result.stored_at)
+            )
+            if start <= _aware(r.stored_at) < end
+        ]
         ids = [r.id for r in results]
         feedback = list(session.scalars(select(Feedback).where(Feedback.result_pk.in_(ids))))
         studies = {r.study_pk for r in results}
@@ -70,12 +76,44 @@ def build_surveillance(
             reads[read.study_pk].append((read.reader, read.read_at, read.value))
         labels = set(versions.values())
         actions = [
-            {"at": _aware(e.at).isoformat(timespec="seconds"), "kind": e.kind, "actor": e.actor,
-             "subject": e.subject, "payload": e.payload}
-            for e in session.scalars(select(AuditEntry).where(AuditEntry.subject.in_(labels))
-                                     .order_by(AuditEntry.seq))
+            {
+                "at": _aware(e.at).isoformat(timespec="seconds"),
+                "kind": e.kind,
+                "actor": e.actor,
+                "subject": e.subject,
+                "payload": e.payload,
+            }
+            for e in session.scalars(
+                select(AuditEntry).where(AuditEntry.subject.in_(labels)).order_by(AuditEntry.seq)
+            )
             if start <= _aware(e.at) < end and e.kind.startswith("model.")
-        ]  # fmt: skip
+        ]
+        alerts = [
+            {
+                "id": a.id,
+                "cause": a.cause,
+                "message": a.message,
+                "status": a.status.value,
+                "opened_at": _aware(a.opened_at).isoformat(timespec="seconds"),
+                "acknowledged_by": a.acknowledged_by,
+            }
+            for a in session.scalars(select(Alert).where(Alert.model == model).order_by(Alert.id))
+            if start <= _aware(a.opened_at) < end
+        ]
+        incidents = [
+            {
+                "id": i.id,
+                "kind": i.kind.value,
+                "severity": i.severity.value if i.severity else None,
+                "status": i.status.value,
+                "model": i.model,
+                "actions": [x["action"] for x in i.actions],
+                "reported_at": _aware(i.reported_at).isoformat(timespec="seconds"),
+            }
+            for i in session.scalars(select(Incident).order_by(Incident.id))
+            if start <= _aware(i.reported_at) < end
+            and ((i.model or "").partition(":")[0] == model or i.study_pk in studies)
+        ]
         before = study_features(session, model, until=start)
         during = study_features(session, model, study_ids=sorted(studies))
     width = dt.timedelta(days=bucket_days)
@@ -87,13 +125,16 @@ def build_surveillance(
         inside_ids = {r.id for r in inside}
         decided = [f for f in feedback if f.result_pk in inside_ids]
         counts = {d.value: sum(1 for f in decided if f.decision is d) for d in Decision}
-        buckets.append({
-            "start": at.isoformat(timespec="seconds"), "end": upto.isoformat(timespec="seconds"),
-            "results": len(inside),
-            "positive_rate": _est(wilson(sum(r.positive for r in inside), len(inside))),
-            "decisions": counts,
-            "agreement": _est(wilson(counts["accept"], len(decided))),
-        })  # fmt: skip
+        buckets.append(
+            {
+                "start": at.isoformat(timespec="seconds"),
+                "end": upto.isoformat(timespec="seconds"),
+                "results": len(inside),
+                "positive_rate": _est(wilson(sum(r.positive for r in inside), len(inside))),
+                "decisions": counts,
+                "agreement": _est(wilson(counts["accept"], len(decided))),
+            }
+        )
         at = upto
     truth = {s: majority_vote(latest_reads(v).values()) for s, v in reads.items()}
     called = {r.study_pk: r.positive for r in results}
@@ -110,16 +151,31 @@ def build_surveillance(
     if len(reference) >= _MIN_REFERENCE // 2 and live:
         comparison = compare(reference, live)
         drift = {
-            "reference": "studies before the period" if reference is before
+            "reference": "studies before the period"
+            if reference is before
             else "the first half of the period",
-            "reference_n": len(reference), "live_n": len(live), "drifted": comparison.drifted,
-            "fields": [{"field": f.name, "statistic": f.statistic, "p_value": f.p_value,
-                        "drifted": f.drifted, "detail": f.detail}
-                       for f in comparison.fields if f.drifted],
-        }  # fmt: skip
+            "reference_n": len(reference),
+            "live_n": len(live),
+            "drifted": comparison.drifted,
+            "fields": [
+                {
+                    "field": f.name,
+                    "statistic": f.statistic,
+                    "p_value": f.p_value,
+                    "drifted": f.drifted,
+                    "detail": f.detail,
+                }
+                for f in comparison.fields
+                if f.drifted
+            ],
+        }
     else:
-        drift = {"reference": None, "drifted": [], "fields": [],
-                 "note": "too few studies to compare"}  # fmt: skip
+        drift = {
+            "reference": None,
+            "drifted": [],
+            "fields": [],
+            "note": "too few studies to compare",
+        }
     decided_all = len(feedback)
     accepted = sum(1 for f in feedback if f.decision is Decision.ACCEPT)
     return {
@@ -127,18 +183,24 @@ def build_surveillance(
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": model,
         "versions": sorted(versions.values()),
-        "period": {"start": start.isoformat(timespec="seconds"),
-                   "end": end.isoformat(timespec="seconds"), "bucket_days": bucket_days},
+        "period": {
+            "start": start.isoformat(timespec="seconds"),
+            "end": end.isoformat(timespec="seconds"),
+            "bucket_days": bucket_days,
+        },
         "totals": {
-            "results": len(results), "studies": len(studies),
-            "positives": sum(r.positive for r in results), "decisions": decided_all,
+            "results": len(results),
+            "studies": len(studies),
+            "positives": sum(r.positive for r in results),
+            "decisions": decided_all,
             "agreement": _est(wilson(accepted, decided_all)),
             "with_reference_label": len(pairs),
-            "sensitivity": _est(sensitivity), "specificity": _est(specificity),
+            "sensitivity": _est(sensitivity),
+            "specificity": _est(specificity),
         },
         "buckets": buckets,
         "drift": drift,
         "actions": actions,
-        "alerts": None,  # not recorded by radpilot yet
-        "incidents": None,
-    }  # fmt: skip
+        "alerts": alerts,
+        "incidents": incidents,
+    }

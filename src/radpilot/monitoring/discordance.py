@@ -72,8 +72,15 @@ class Cusum:
         return CusumResult(values, alarm, self.h)
 
 
-def arl(p0: float, p1: float, h: float, rate: float, runs: int = 400, seed: int = 0,
-        limit: int = 200_000) -> float:  # fmt: skip
+def arl(
+    p0: float,
+    p1: float,
+    h: float,
+    rate: float,
+    runs: int = 400,
+    seed: int = 0,
+    limit: int = 200_000,
+) -> float:
     """The mean number of observations to the first alarm when the true discordance is
     ``rate`` (ARL0 when ``rate == p0``), by simulation; runs longer than ``limit`` count
     as ``limit``."""
@@ -99,8 +106,9 @@ def arl(p0: float, p1: float, h: float, rate: float, runs: int = 400, seed: int 
     return float(np.mean(lengths))
 
 
-def threshold_for_arl(p0: float, p1: float, target: float = 1000.0, runs: int = 300,
-                      seed: int = 0) -> float:  # fmt: skip
+def threshold_for_arl(
+    p0: float, p1: float, target: float = 1000.0, runs: int = 300, seed: int = 0
+) -> float:
     """The smallest ``h`` (to 0.05) whose simulated ARL0 reaches ``target``, by bisection."""
     low, high = 0.05, 20.0
     while high - low > 0.05:

@@ -154,9 +154,16 @@ def numeric_drift(
     if spread == 0.0 and float(now.std()) == 0.0:
         same = bool(np.all(now == ref[0]))
         return FieldDrift(
-            name, "numeric", 0.0 if same else math.inf, 1.0 if same else 0.0, not same, {},
-            len(ref), len(now), "" if same else "the constant value changed",
-        )  # fmt: skip
+            name,
+            "numeric",
+            0.0 if same else math.inf,
+            1.0 if same else 0.0,
+            not same,
+            {},
+            len(ref),
+            len(now),
+            "" if same else "the constant value changed",
+        )
     distance = float(stats.wasserstein_distance(ref, now))
     shift = distance / spread if spread > 0 else math.inf
     p_value = float(stats.ks_2samp(ref, now).pvalue)
@@ -191,24 +198,41 @@ def compare(
     numeric = []
     for name in NUMERIC:
         found = numeric_drift(
-            name, [r.numeric.get(name) for r in reference], [r.numeric.get(name) for r in live],
-            1.0, limits,
-        )  # fmt: skip
+            name,
+            [r.numeric.get(name) for r in reference],
+            [r.numeric.get(name) for r in live],
+            1.0,
+            limits,
+        )
         if found is not None:
             numeric.append(found)
     tested = len(CATEGORICAL) + len(numeric)
     alpha = limits.alpha / max(tested, 1) if limits.bonferroni else limits.alpha
     fields = [
-        categorical_drift(name, [r.categorical.get(name) for r in reference],
-                          [r.categorical.get(name) for r in live], alpha, limits)
+        categorical_drift(
+            name,
+            [r.categorical.get(name) for r in reference],
+            [r.categorical.get(name) for r in live],
+            alpha,
+            limits,
+        )
         for name in CATEGORICAL
-    ]  # fmt: skip
+    ]
     for found in numeric:  # re-judged with the corrected alpha
         drifted = found.p_value < alpha and found.statistic >= limits.min_shift_sd
         fields.append(
-            FieldDrift(found.name, found.kind, found.statistic, found.p_value, drifted,
-                       {}, found.reference_n, found.live_n, found.detail)
-        )  # fmt: skip
+            FieldDrift(
+                found.name,
+                found.kind,
+                found.statistic,
+                found.p_value,
+                drifted,
+                {},
+                found.reference_n,
+                found.live_n,
+                found.detail,
+            )
+        )
     rate = None
     ref_outcomes = [r.positive for r in reference if r.positive is not None]
     live_outcomes = [r.positive for r in live if r.positive is not None]

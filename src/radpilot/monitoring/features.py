@@ -107,12 +107,12 @@ def study_features(
         .group_by(Series.study_pk)
         .subquery()
     )
-    query = (
+    query = (  # outer joins: a study whose files are gone still counts (headers unknown)
         select(Study, Patient, Series, Instance)
         .join(Patient, Study.patient_pk == Patient.id)
-        .join(first, first.c.study_pk == Study.id)
-        .join(Instance, Instance.id == first.c.instance_pk)
-        .join(Series, Instance.series_pk == Series.id)
+        .outerjoin(first, first.c.study_pk == Study.id)
+        .outerjoin(Instance, Instance.id == first.c.instance_pk)
+        .outerjoin(Series, Instance.series_pk == Series.id)
         .where(Study.completed_at.is_not(None))
         .order_by(Study.last_received_at, Study.id)
     )
@@ -136,32 +136,32 @@ def study_features(
     for study, patient, series, instance in session.execute(query).all():
         result = results.get(study.id)
         stats = (result.details or {}).get("input_stats", {}) if result is not None else {}
+        s = series if series is not None else Series()
+        i = instance if instance is not None else Instance()
         rows.append(
             StudyFeatures(
                 study_id=study.id,
                 received_at=study.last_received_at,
                 categorical={
-                    "manufacturer": series.manufacturer,
-                    "scanner_model": series.manufacturer_model_name,
-                    "software_versions": series.software_versions,
-                    "protocol": series.protocol_name,
-                    "series_description": series.series_description,
-                    "convolution_kernel": series.convolution_kernel,
-                    "view_position": series.view_position,
-                    "site": series.institution_name or study.institution_name,
+                    "manufacturer": s.manufacturer,
+                    "scanner_model": s.manufacturer_model_name,
+                    "software_versions": s.software_versions,
+                    "protocol": s.protocol_name,
+                    "series_description": s.series_description,
+                    "convolution_kernel": s.convolution_kernel,
+                    "view_position": s.view_position,
+                    "site": s.institution_name or study.institution_name,
                     "sex": patient.sex,
-                    "transfer_syntax": instance.transfer_syntax_uid,
-                    "bits_stored": None
-                    if instance.bits_stored is None
-                    else str(instance.bits_stored),
+                    "transfer_syntax": i.transfer_syntax_uid,
+                    "bits_stored": _text(i.bits_stored),
                 },
                 numeric={
-                    "kvp": _number(instance.kvp),
-                    "slice_thickness": _number(instance.slice_thickness),
-                    "pixel_spacing": _spacing(instance.pixel_spacing),
+                    "kvp": _number(i.kvp),
+                    "slice_thickness": _number(i.slice_thickness),
+                    "pixel_spacing": _spacing(i.pixel_spacing),
                     "age_years": _number(study.patient_age_years),
-                    "rows": _number(instance.rows),
-                    "columns": _number(instance.columns),
+                    "rows": _number(i.rows),
+                    "columns": _number(i.columns),
                     "input_mean": _number(stats.get("mean")),
                     "input_std": _number(stats.get("std")),
                     "input_p05": _number(stats.get("p05")),

@@ -61,9 +61,13 @@ def scan(
     for end in range(reference_size + window, len(rows) + 1, step):
         live = rows[end - window : end]
         windows.append(
-            Window(end - window, end, end - reference_size,
-                   compare(reference, live, limits, validated_rate))
-        )  # fmt: skip
+            Window(
+                end - window,
+                end,
+                end - reference_size,
+                compare(reference, live, limits, validated_rate),
+            )
+        )
     return windows
 
 

@@ -145,6 +145,9 @@ class Service:
         else:
             notify = self._nobody  # another process runs the jobs
         self.dispatcher = Dispatcher(self.db, settings, self.bus, self.rules, notify)
+        from radpilot.monitoring.watcher import AlertWatcher
+
+        self.alerts = AlertWatcher(self.db, settings)
         self.web = None
         if web:
             from radpilot.web.server import WebServer
@@ -190,6 +193,7 @@ class Service:
             self.sweeper.start()
             self.sweeper.send(self.dispatcher.jobs.due())
         self.outbox.start()
+        self.alerts.start()
         if self.web is not None:
             self.web.start()
         self.intake_service.start()
@@ -207,4 +211,5 @@ class Service:
         if self.sweeper is not None:
             self.sweeper.stop()
         self.outbox.stop()
+        self.alerts.stop()
         self.db.dispose()

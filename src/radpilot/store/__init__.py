@@ -1,5 +1,6 @@
 """Persistence: the relational index (SQLAlchemy + Alembic) and the on-disk DICOM archive."""
 
+from radpilot.store import models_alerts as _alert_tables  # noqa: F401 - registers tables
 from radpilot.store import models_governance as _governance_tables  # noqa: F401 - registers
 from radpilot.store import models_pipeline as _pipeline_tables  # noqa: F401 - registers tables
 from radpilot.store import models_users as _user_tables  # noqa: F401

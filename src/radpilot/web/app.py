@@ -40,6 +40,7 @@ from radpilot.pipeline.worklist import StudyNotFoundError
 from radpilot.store import Database
 from radpilot.web import (
     routes_admin,
+    routes_alerts,
     routes_auth,
     routes_dicomweb,
     routes_events,
@@ -216,6 +217,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
         routes_admin.admin,
         routes_admin.governance,
         routes_lifecycle.router,
+        routes_alerts.router,
         routes_lifecycle.admin_router,
         routes_dicomweb.router,
     ):

@@ -111,9 +111,13 @@ def add_user(db: DbDep, actor: Admin, body: UserIn) -> UserOut:
     """Add a user; 409 when the name is taken or not valid."""
     try:
         row = accounts.add_user(
-            db, body.username, body.password, body.role, display_name=body.display_name,
+            db,
+            body.username,
+            body.password,
+            body.role,
+            display_name=body.display_name,
             actor=actor.id,
-        )  # fmt: skip
+        )
     except accounts.AccountError as exc:
         raise _account_error(exc) from None
     return UserOut.model_validate(row)

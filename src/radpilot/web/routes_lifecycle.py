@@ -24,10 +24,12 @@ router = APIRouter(
     prefix="/api/governance",
     tags=["governance"],
     responses={
-        401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 404: {"model": ErrorOut},
+        401: {"model": ErrorOut},
+        403: {"model": ErrorOut},
+        404: {"model": ErrorOut},
         409: {"model": ErrorOut},
     },
-)  # fmt: skip
+)
 
 
 class TransitionIn(BaseModel):
@@ -84,12 +86,18 @@ class StateOut(BaseModel):
 
 def _out(t: Transition) -> TransitionOut:
     return TransitionOut(
-        id=t.id, model=t.model_version.label, from_state=t.from_state, to_state=t.to_state,
-        reason=t.reason, requested_by=t.requested_by, requested_at=t.requested_at,
-        status=t.status, decided_at=t.decided_at,
+        id=t.id,
+        model=t.model_version.label,
+        from_state=t.from_state,
+        to_state=t.to_state,
+        reason=t.reason,
+        requested_by=t.requested_by,
+        requested_at=t.requested_at,
+        status=t.status,
+        decided_at=t.decided_at,
         approvals_needed=lifecycle.POLICY[t.to_state].count,
         approvals=[ApprovalOut.model_validate(a) for a in t.approvals],
-    )  # fmt: skip
+    )
 
 
 def _http(exc: lifecycle.LifecycleError) -> HTTPException:
@@ -123,9 +131,13 @@ def transitions(
     status_code=status.HTTP_201_CREATED,
 )
 def request_transition(
-    db: DbDep, settings: SettingsDep, actor: CurrentActor, name: str, version: str,
+    db: DbDep,
+    settings: SettingsDep,
+    actor: CurrentActor,
+    name: str,
+    version: str,
     body: TransitionIn,
-) -> TransitionOut:  # fmt: skip
+) -> TransitionOut:
     """Request a transition (governance or admin); carried out once approved."""
     if settings.governance != "governed":
         raise HTTPException(
@@ -135,9 +147,15 @@ def request_transition(
         )
     try:
         request = lifecycle.request_transition(
-            db, settings, name, version, body.to, actor=actor.id, role=actor.role,
+            db,
+            settings,
+            name,
+            version,
+            body.to,
+            actor=actor.id,
+            role=actor.role,
             reason=body.reason,
-        )  # fmt: skip
+        )
     except lifecycle.LifecycleError as exc:
         raise _http(exc) from None
     return _reload(db, request.id)
@@ -148,9 +166,14 @@ def _decide(
 ) -> TransitionOut:
     try:
         lifecycle.approve(
-            db, settings, transition_id, actor=actor.id, role=actor.role, approved=approved,
+            db,
+            settings,
+            transition_id,
+            actor=actor.id,
+            role=actor.role,
+            approved=approved,
             comment=body.comment,
-        )  # fmt: skip
+        )
     except lifecycle.LifecycleError as exc:
         raise _http(exc) from None
     return _reload(db, transition_id)
@@ -158,18 +181,24 @@ def _decide(
 
 @router.post("/transitions/{transition_id}/approve", response_model=TransitionOut)
 def approve(
-    db: DbDep, settings: SettingsDep, actor: CurrentActor, transition_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    actor: CurrentActor,
+    transition_id: int,
     body: DecisionIn | None = None,
-) -> TransitionOut:  # fmt: skip
+) -> TransitionOut:
     """Approve; the transition is carried out when it has the approvals it needs."""
     return _decide(db, settings, actor, transition_id, True, body or DecisionIn())
 
 
 @router.post("/transitions/{transition_id}/reject", response_model=TransitionOut)
 def reject(
-    db: DbDep, settings: SettingsDep, actor: CurrentActor, transition_id: int,
+    db: DbDep,
+    settings: SettingsDep,
+    actor: CurrentActor,
+    transition_id: int,
     body: DecisionIn | None = None,
-) -> TransitionOut:  # fmt: skip
+) -> TransitionOut:
     """Reject: the request ends without a change."""
     return _decide(db, settings, actor, transition_id, False, body or DecisionIn())
 
@@ -179,15 +208,25 @@ admin_router = APIRouter(prefix="/api/admin", tags=["admin"], responses=router.r
 
 @admin_router.post("/models/{name}/{version}/state", response_model=StateOut)
 def direct_state(
-    db: DbDep, settings: SettingsDep, actor: CurrentActor, name: str, version: str,
+    db: DbDep,
+    settings: SettingsDep,
+    actor: CurrentActor,
+    name: str,
+    version: str,
     body: TransitionIn,
-) -> StateOut:  # fmt: skip
+) -> StateOut:
     """Embedded mode only: an administrator's direct transition, audited as unapproved."""
     try:
         row = lifecycle.direct_transition(
-            db, settings, name, version, body.to, actor=actor.id, role=actor.role,
+            db,
+            settings,
+            name,
+            version,
+            body.to,
+            actor=actor.id,
+            role=actor.role,
             reason=body.reason,
-        )  # fmt: skip
+        )
     except lifecycle.LifecycleError as exc:
         raise _http(exc) from None
     except ModelError as exc:  # e.g. a retired version, which stays retired
