@@ -42,6 +42,7 @@ from radpilot.web import (
     routes_admin,
     routes_alerts,
     routes_auth,
+    routes_dashboard,
     routes_dicomweb,
     routes_events,
     routes_lifecycle,
@@ -218,6 +219,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
         routes_admin.governance,
         routes_lifecycle.router,
         routes_alerts.router,
+        routes_dashboard.router,
         routes_lifecycle.admin_router,
         routes_dicomweb.router,
     ):

@@ -244,6 +244,23 @@
     });
   }
 
+  function bindIncident() {
+    $("incident-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = { kind: $("incident-kind").value, description: $("incident-text").value.trim() };
+      if (study.results.length) body.result_id = study.results[0].id;
+      try {
+        const made = await json(`/api/studies/${studyId}/incidents`, { method: "POST", body });
+        $("incident-status").textContent = `Reported as incident ${made.id}; governance reviews it.`;
+        $("incident-status").className = "";
+        $("incident-text").value = "";
+      } catch (error) {
+        $("incident-status").textContent = `Not reported: ${error.message}`;
+        $("incident-status").className = "error";
+      }
+    });
+  }
+
   async function start() {
     try {
       [study, series] = await Promise.all([json(`/api/studies/${studyId}`), json(`/api/viewer/studies/${studyId}/images`)]);
@@ -257,6 +274,7 @@
     renderDecisions();
     bindTools();
     bindDecisions();
+    bindIncident();
     if (series.length) {
       const [index, sop, frame] = startAt();
       openSeries(index, sop, frame);

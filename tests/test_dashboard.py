@@ -1,0 +1,97 @@
+"""The monitoring dashboard (issue 7): daily rows from stored results, decisions and jobs,
+the time-saved comparison with its CI, the plots and the CSV export, for admin and
+governance only."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+from radpilot.core.settings import Settings
+from radpilot.monitoring.dashboard import dashboard
+from radpilot.pipeline.feedback import FeedbackRequest, record_feedback
+from radpilot.store import Database
+from radpilot.store.models_users import Role
+from radpilot.web import accounts
+from tests.helpers_worklist import Rows
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx`", category=StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+TODAY = NOW.replace(hour=12, minute=0, second=0)  # every row lands on today's date
+
+
+@pytest.fixture
+def world(db: Database, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    from radpilot.web.app import create_app
+
+    uids = []
+    with db.session() as session:
+        rows = Rows(session, tmp_path)
+        model = rows.model("chest", "1.0")
+        for i in range(20):
+            at = TODAY - dt.timedelta(hours=2) + dt.timedelta(minutes=i)
+            study = rows.study(at, at + dt.timedelta(seconds=5))
+            job = rows.job(study, model, ended=at + dt.timedelta(seconds=30 + i))
+            rows.result(job, "pneumonia", 0.9 if i % 2 else 0.1)
+            uids.append((study.study_instance_uid, at, bool(i % 2)))
+        session.commit()
+    for uid, at, flagged in uids:  # flagged read after 10 min, the others after 60 (+i s)
+        wait = dt.timedelta(minutes=10 if flagged else 60, seconds=len(uid) % 7)
+        decision = "accept" if flagged or uid.endswith(("1", "3")) else "reject"
+        record_feedback(db, uid, FeedbackRequest(decision=decision, reader="dr.a"), now=at + wait)
+    settings = Settings(data_dir=tmp_path, database_url=db.url)
+    tokens = {}
+    for name, role in (("gov", Role.GOVERNANCE), ("rad", Role.RADIOLOGIST)):
+        accounts.add_user(db, name, "long enough password", role, actor="test")
+        tokens[name] = {"Authorization": f"Bearer {accounts.issue_token(db, name, 't', actor='t')}"}
+    with TestClient(create_app(settings, db)) as client:
+        yield {"db": db, "client": client, "as": tokens}
+
+
+def test_daily_rows_and_time_saved(world: dict[str, Any]) -> None:
+    data = dashboard(world["db"], "chest", days=7, now=TODAY + dt.timedelta(hours=6))
+    assert len(data["rows"]) == 7
+    today = data["rows"][-1]
+    assert today["day"] == TODAY.date().isoformat()
+    assert (today["results"], today["positives"], today["decisions"]) == (20, 10, 20)
+    assert today["positive_rate"] == pytest.approx(0.5)
+    assert today["positive_rate_low"] < 0.5 < today["positive_rate_high"]
+    assert today["latency_p50_s"] == pytest.approx(np_median([30 + i for i in range(20)]))
+    assert 590 <= today["turnaround_flagged_p50_s"] <= 610
+    saved = data["time_saved"]
+    assert saved["flagged_n"] == saved["unflagged_n"] == 10
+    assert saved["saved_s"] == pytest.approx(3000, abs=10)
+    assert saved["saved_low_s"] <= saved["saved_s"] <= saved["saved_high_s"]
+    assert all(r["results"] == 0 for r in data["rows"][:-1])
+
+
+def np_median(values: list[int]) -> float:
+    ordered = sorted(values)
+    return (ordered[9] + ordered[10]) / 2
+
+
+def test_pages_plots_csv_and_roles(world: dict[str, Any]) -> None:
+    c, gov, rad = world["client"], world["as"]["gov"], world["as"]["rad"]
+    assert c.get("/api/dashboard.csv?model=chest", headers=rad).status_code == 403
+    assert c.get("/api/dashboard.csv?model=nothing", headers=gov).status_code == 404
+    answer = c.get("/api/dashboard.csv?model=chest&days=3", headers=gov)
+    assert answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    assert len(rows) == 3 and rows[-1]["results"] == "20"
+    for plot in ("volume", "positive_rate", "agreement", "latency", "turnaround"):
+        png = c.get(f"/api/dashboard/{plot}.png?model=chest", headers=gov)
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG"), plot
+    assert c.get("/api/dashboard/nope.png?model=chest", headers=gov).status_code == 404
+    page = c.get("/dashboard?model=chest", headers={**gov, "Accept": "text/html"})
+    assert page.status_code == 200 and "sooner than unflagged ones" in page.text
