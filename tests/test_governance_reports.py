@@ -233,6 +233,10 @@ def test_surveillance(run: dict[str, Any]) -> None:
     assert totals["with_reference_label"] == COUNT
     assert totals["sensitivity"]["value"] == pytest.approx(sum(diseased) / len(diseased))
     assert totals["specificity"]["value"] == pytest.approx(healthy.count(False) / len(healthy))
+    estimated = totals["estimated"]
+    assert estimated["estimate"] is True and estimated["n"] == COUNT
+    assert estimated["calibration"].startswith("none")  # no labelled studies before the period
+    assert 0 <= estimated["sensitivity"]["low"] <= estimated["sensitivity"]["high"] <= 1
     (bucket,) = report["buckets"]
     assert bucket["results"] == COUNT and bucket["decisions"] == {
         "accept": 7,
@@ -250,6 +254,7 @@ def test_surveillance(run: dict[str, Any]) -> None:
         "Volume, positive rate and agreement",
         "Alerts and incidents",
         "1 incident(s) reported",
+        "Estimated without labels (CBPE)",
         "wrong_result",
     ):
         assert words in text, words

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 
 from radpilot.data.adjudication import latest_reads, majority_vote
+from radpilot.monitoring.cbpe import Platt, estimate, fit_platt
 from radpilot.monitoring.drift import compare
 from radpilot.monitoring.features import study_features
 from radpilot.store import Database
@@ -43,6 +44,43 @@ def _est(e: Estimate) -> dict[str, Any]:
     return {
         k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in e.to_dict().items()
     }
+
+
+def _cbpe(
+    db: Database, version_ids: list[int], results: list[Result], start: dt.datetime
+) -> dict[str, Any]:
+    """The label-free estimate over the period, calibrated on labelled studies before it
+    when there are enough of both classes."""
+    scored = [r for r in results if r.score is not None and r.threshold is not None]
+    if not scored:
+        return {"n": 0, "method": "CBPE", "estimate": True}
+    with db.session() as session:
+        earlier = session.execute(
+            select(Result.study_pk, Result.score).where(
+                Result.model_version_pk.in_(version_ids),
+                Result.visible.is_(True),
+                Result.stored_at < start,
+                Result.score.is_not(None),
+            )
+        ).all()
+        votes: dict[int, list[tuple[str, dt.datetime | None, int]]] = defaultdict(list)
+        for read in session.scalars(select(Read).where(Read.study_pk.in_([e[0] for e in earlier]))):
+            votes[read.study_pk].append((read.reader, read.read_at, read.value))
+    scores: list[float] = []
+    truths: list[int] = []
+    for study, score in earlier:
+        truth = majority_vote(latest_reads(votes.get(study, [])).values())
+        if truth is not None and score is not None:
+            scores.append(float(score))
+            truths.append(truth)
+    calibration: Platt | None = None
+    try:
+        calibration = fit_platt(scores, truths)
+    except ValueError:
+        calibration = None
+    thresholds = sorted(float(r.threshold or 0.0) for r in scored)
+    live = [float(r.score or 0.0) for r in scored]
+    return estimate(live, thresholds[len(thresholds) // 2], calibration)
 
 
 def build_surveillance(
@@ -197,6 +235,7 @@ def build_surveillance(
             "with_reference_label": len(pairs),
             "sensitivity": _est(sensitivity),
             "specificity": _est(specificity),
+            "estimated": _cbpe(db, list(versions), results, start),
         },
         "buckets": buckets,
         "drift": drift,
