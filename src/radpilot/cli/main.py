@@ -78,6 +78,7 @@ def _register() -> None:
         inventory,
         labels,
         monitor,
+        outcomes,
         serve,
         stats,
         synth,
@@ -106,6 +107,7 @@ def _register() -> None:
     app.add_typer(users.app, name="users")
     app.add_typer(monitor.app, name="monitor")
     app.add_typer(governance.app, name="governance")
+    app.add_typer(outcomes.app, name="outcomes")
     app.command("worklist")(worklist.worklist)
     app.add_typer(stats.app, name="stats")
     app.command("demo")(demo.demo)

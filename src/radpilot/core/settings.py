@@ -130,6 +130,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1_048_576, ge=1024)  # larger request bodies get 413
     worklist_patient_names: bool = False  # true: the worklist shows names, not IDs
     events_poll_seconds: float = Field(2.0, gt=0)  # live worklist: how often to look
+    hl7_port: int | None = Field(None, ge=0, le=65535)  # MLLP listener for final reports
     # monitoring alerts (docs/monitoring.md)
     alert_rules: Path | None = None  # YAML; default <data dir>/alerts.yaml
     alert_webhook: str | None = None  # new alerts are POSTed here as JSON

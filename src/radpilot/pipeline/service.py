@@ -148,6 +148,11 @@ class Service:
         from radpilot.monitoring.watcher import AlertWatcher
 
         self.alerts = AlertWatcher(self.db, settings)
+        self.hl7 = None
+        if settings.hl7_port is not None:
+            from radpilot.monitoring.hl7_listener import OutcomeListener
+
+            self.hl7 = OutcomeListener(self.db, settings.dicom_host, settings.hl7_port)
         self.web = None
         if web:
             from radpilot.web.server import WebServer
@@ -194,6 +199,8 @@ class Service:
             self.sweeper.send(self.dispatcher.jobs.due())
         self.outbox.start()
         self.alerts.start()
+        if self.hl7 is not None:
+            self.hl7.start()
         if self.web is not None:
             self.web.start()
         self.intake_service.start()
@@ -212,4 +219,6 @@ class Service:
             self.sweeper.stop()
         self.outbox.stop()
         self.alerts.stop()
+        if self.hl7 is not None:
+            self.hl7.stop()
         self.db.dispose()
