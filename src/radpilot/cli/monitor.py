@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -187,3 +188,40 @@ def check(
     typer.echo(f"{len(rules.models)} model(s) with rules; {len(found)} new alert(s)")
     for a in found:
         typer.echo(f"  #{a['id']} {a['model']} {a['cause']}: {a['message']}")
+
+
+@app.command("retrain")
+def retrain_command(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option(help="The model name.")],
+    output: Annotated[Path, typer.Option(help="Folder for train.yaml and the run.")],
+    since: Annotated[str | None, typer.Option(help="Only results since YYYY-MM-DD.")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 10,
+    run: Annotated[bool, typer.Option("--run", help="Train and register the candidate.")] = False,
+    min_cases: Annotated[int, typer.Option(min=10, help="Fewest confirmed studies.")] = 50,
+) -> None:
+    """Assemble a cohort with confirmed labels and write a candidate's training config;
+    with --run, train it and register the candidate (state registered)."""
+    import datetime as dt
+
+    from radpilot.monitoring.retrain import retrain
+
+    start = None
+    if since:
+        try:
+            day = dt.date.fromisoformat(since)
+        except ValueError:
+            raise typer.BadParameter("a date, YYYY-MM-DD", param_hint="--since") from None
+        start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+    with reporting_errors(), database(ctx) as db:
+        summary = retrain(
+            db,
+            settings_of(ctx),
+            model,
+            output,
+            since=start,
+            epochs=epochs,
+            run=run,
+            min_cases=min_cases,
+        )
+    typer.echo(json.dumps(summary, default=str))

@@ -75,6 +75,16 @@ class FailedJobsRule(_Rule):
     hours: float = Field(24.0, gt=0)
 
 
+class RetrainRule(_Rule):
+    """When a new alert opens for the model: assemble a candidate cohort, write its
+    training config, and with ``run`` train and register the candidate (``registered``)."""
+
+    min_cases: int = Field(50, ge=10)
+    epochs: int = Field(10, ge=1)
+    run: bool = False
+    since_days: float | None = Field(None, gt=0)  # only studies this recent
+
+
 class ModelRules(_Rule):
     """The rules of one model (every section optional)."""
 
@@ -84,6 +94,7 @@ class ModelRules(_Rule):
     discordance: DiscordanceRule | None = None
     latency_p95_seconds: float | None = Field(None, gt=0)
     failed_jobs: FailedJobsRule | None = None
+    retrain: RetrainRule | None = None
 
 
 class AlertRules(BaseModel):
@@ -291,13 +302,55 @@ def evaluate(
                         session=session,
                     )
             session.commit()
+    triggered: set[str] = set()
     for alert_id in opened:
         with db.session() as session:
             fresh = session.get(Alert, alert_id)
             assert fresh is not None
             fresh.notified = _notify(settings, _payload(fresh))
             session.commit()
+            triggered.add(fresh.model)
+    for model_rules in rules.models:
+        if model_rules.retrain is not None and model_rules.model in triggered:
+            _retrain(db, settings, model_rules, now)
     return opened
+
+
+def _retrain(db: Database, settings: Settings, rules: ModelRules, now: dt.datetime) -> None:
+    from radpilot.core.errors import RadpilotError
+    from radpilot.monitoring.retrain import retrain
+
+    rule = rules.retrain
+    assert rule is not None
+    folder = settings.data_dir / "retraining" / rules.model / now.strftime("%Y%m%dT%H%M%S")
+    since = now - dt.timedelta(days=rule.since_days) if rule.since_days else None
+    try:
+        summary = retrain(
+            db,
+            settings,
+            rules.model,
+            folder,
+            since=since,
+            epochs=rule.epochs,
+            run=rule.run,
+            min_cases=rule.min_cases,
+        )
+    except (RadpilotError, OSError, ValueError) as exc:
+        log.warning("retraining %s not started: %s", rules.model, exc)
+        AuditLog(db).append(
+            "retrain.skipped", "radpilot", f"model:{rules.model}", {"reason": str(exc)}
+        )
+        return
+    AuditLog(db).append(
+        "retrain.triggered",
+        "radpilot",
+        f"model:{rules.model}",
+        {
+            "config": summary["config"],
+            "registered": summary["registered"],
+            "studies": summary["cohort"]["studies"],
+        },
+    )
 
 
 def transition(db: Database, alert_id: int, status: AlertStatus, actor: str) -> Alert:
