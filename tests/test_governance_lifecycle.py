@@ -170,3 +170,66 @@ def test_embedded_mode_lets_an_admin_act_directly(db: Database, tmp_path: Path) 
         ).first()
     assert entry is not None and entry.actor == "boss"
     assert entry.payload["approval"].startswith("none (embedded default")
+
+
+def test_leaving_shadow_carries_the_champion_challenger_comparison(
+    db: Database, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from radpilot.store.models import Read
+    from radpilot.web.app import create_app
+    from tests.helpers_worklist import T0, Rows
+
+    calls = [(1, 1, 1), (1, 0, 1), (0, 0, 0), (0, 1, 0), (1, 1, 0), (0, 0, 1)] * 5
+    with db.session() as session:  # (champion's call, challenger's call, truth) per study
+        rows = Rows(session, tmp_path)
+        champion = rows.model("chest", "1.0")
+        challenger = rows.model("chest", "2.0", ModelState.SHADOW)
+        for i, (old, new, truth) in enumerate(calls):
+            study = rows.study(
+                T0 + dt.timedelta(minutes=i), T0 + dt.timedelta(minutes=i, seconds=5)
+            )
+            rows.result(rows.job(study, champion), "pneumonia", 0.9 if old else 0.1)
+            rows.result(rows.job(study, challenger), "pneumonia", 0.9 if new else 0.1)
+            session.add(Read(study_pk=study.id, finding="pneumonia", value=truth))
+        session.add(
+            ValidationReportRecord(
+                model_version_pk=challenger.id,
+                path="v",
+                sha256="0" * 64,
+                cases=30,
+                excluded=0,
+                verdict="pass",
+                created_by="t",
+            )
+        )
+        session.commit()
+    accounts.add_user(db, "gov1", PASSWORD, Role.GOVERNANCE, actor="test")
+    token = accounts.issue_token(db, "gov1", "tests", actor="test")
+    settings = Settings(data_dir=tmp_path, database_url=db.url, governance="governed")
+    with TestClient(create_app(settings, db)) as c:
+        made = c.post(
+            "/api/governance/models/chest/2.0/transitions",
+            json={"to": "pilot", "reason": "shadow month done"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert made.status_code == 201, made.text
+    comparison = made.json()["comparison"]
+    assert (comparison["champion"], comparison["challenger"]) == ("chest:1.0", "chest:2.0")
+    assert comparison["studies"] == comparison["labelled"] == 30
+    agree = sum(old == new for old, new, _ in calls) / 30
+    assert comparison["agreement"]["value"] == pytest.approx(agree)
+    sick = [c for c in calls if c[2] == 1]
+    well = [c for c in calls if c[2] == 0]
+    assert comparison["challenger_sensitivity"]["value"] == pytest.approx(
+        sum(c[1] for c in sick) / len(sick)
+    )
+    assert comparison["champion_specificity"]["value"] == pytest.approx(
+        sum(1 - c[0] for c in well) / len(well)
+    )
+    with db.session() as session:
+        entry = session.scalars(
+            select(AuditEntry).where(AuditEntry.kind == "model.transition.requested")
+        ).one()
+    assert entry.payload["comparison"]["studies"] == 30

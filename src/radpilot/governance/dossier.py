@@ -147,6 +147,7 @@ def build_dossier(db: Database, settings: Settings, name: str, version: str) -> 
                 "requested_by": t.requested_by,
                 "requested_at": t.requested_at.isoformat(timespec="seconds"),
                 "status": t.status.value,
+                "comparison": t.comparison,
                 "decided_at": t.decided_at.isoformat(timespec="seconds") if t.decided_at else None,
                 "approvals": [
                     {

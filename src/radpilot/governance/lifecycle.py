@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from radpilot.core.errors import RadpilotError
 from radpilot.core.settings import Settings
 from radpilot.governance.audit import AuditLog
+from radpilot.governance.challenger import compare_with_champion
 from radpilot.models.registry import Registry
 from radpilot.store import Database
 from radpilot.store.models import utcnow
@@ -216,7 +217,13 @@ def request_transition(
                 raise TransitionRefusedError(
                     f"{label} has a pending transition; approve or reject it first"
                 )
+            comparison = (
+                compare_with_champion(session, row)
+                if row.state in (S.SHADOW, S.SUSPENDED) and target in NEEDS_REPORT
+                else None
+            )
             request = Transition(
+                comparison=comparison,
                 model_version_pk=row.id,
                 from_state=row.state,
                 to_state=target,
@@ -234,6 +241,7 @@ def request_transition(
                     "from": row.state.value,
                     "to": target.value,
                     "reason": reason,
+                    "comparison": comparison,
                 },
                 session=session,
             )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from radpilot.store.models import Base, utcnow
@@ -42,6 +43,7 @@ class Transition(Base):
         _enum(TransitionStatus), default=TransitionStatus.PENDING
     )
     decided_at: Mapped[dt.datetime | None] = mapped_column()
+    comparison: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # champion/challenger
 
     model_version: Mapped[ModelVersion] = relationship()
     approvals: Mapped[list[Approval]] = relationship(back_populates="transition")

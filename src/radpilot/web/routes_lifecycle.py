@@ -75,6 +75,7 @@ class TransitionOut(BaseModel):
     decided_at: dt.datetime | None
     approvals_needed: int
     approvals: list[ApprovalOut]
+    comparison: dict[str, Any] | None
 
 
 class StateOut(BaseModel):
@@ -97,6 +98,7 @@ def _out(t: Transition) -> TransitionOut:
         decided_at=t.decided_at,
         approvals_needed=lifecycle.POLICY[t.to_state].count,
         approvals=[ApprovalOut.model_validate(a) for a in t.approvals],
+        comparison=t.comparison,
     )
 
 

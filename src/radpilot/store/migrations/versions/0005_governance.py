@@ -51,6 +51,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("decided_at", _TZ, nullable=True),
+        sa.Column("comparison", sa.JSON(), nullable=True),
         sa.ForeignKeyConstraint(["model_version_pk"], ["model_versions.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
