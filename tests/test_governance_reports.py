@@ -233,6 +233,14 @@ def test_surveillance(run: dict[str, Any]) -> None:
     assert totals["with_reference_label"] == COUNT
     assert totals["sensitivity"]["value"] == pytest.approx(sum(diseased) / len(diseased))
     assert totals["specificity"]["value"] == pytest.approx(healthy.count(False) / len(healthy))
+    sexes = report["subgroups"]["sex"]
+    assert sum(g["studies"] for g in sexes.values()) == COUNT
+    assert set(report["subgroups"]) == {"sex", "age", "manufacturer", "site"}
+    flagged = [t for c, t in zip(called, run["truth"], strict=True) if c]
+    assert totals["ppv"]["value"] == pytest.approx(sum(flagged) / len(flagged))
+    assert report["buckets"][0]["sensitivity"]["value"] == pytest.approx(
+        totals["sensitivity"]["value"]
+    )
     estimated = totals["estimated"]
     assert estimated["estimate"] is True and estimated["n"] == COUNT
     assert estimated["calibration"].startswith("none")  # no labelled studies before the period

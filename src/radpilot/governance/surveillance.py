@@ -155,6 +155,22 @@ def build_surveillance(
         before = study_features(session, model, until=start)
         during = study_features(session, model, study_ids=sorted(studies))
     width = dt.timedelta(days=bucket_days)
+    truth = {s: majority_vote(latest_reads(v).values()) for s, v in reads.items()}
+    called = {r.study_pk: r.positive for r in results}
+    agreed = {f.result_pk: f.decision is Decision.ACCEPT for f in feedback}
+    by_study = {r.study_pk: r.id for r in results}
+
+    def performance(study_ids: Any) -> dict[str, Any]:
+        pairs = [(called[s], int(truth[s] or 0)) for s in study_ids if truth.get(s) is not None]
+        sick = [c for c, t in pairs if t == 1]
+        well = [c for c, t in pairs if t == 0]
+        flagged = [t for c, t in pairs if c]
+        return {
+            "sensitivity": _est(wilson(sum(sick), len(sick))),
+            "specificity": _est(wilson(sum(not c for c in well), len(well))),
+            "ppv": _est(wilson(sum(flagged), len(flagged))),
+        }
+
     buckets: list[dict[str, Any]] = []
     at = start
     while at < end:
@@ -171,11 +187,40 @@ def build_surveillance(
                 "positive_rate": _est(wilson(sum(r.positive for r in inside), len(inside))),
                 "decisions": counts,
                 "agreement": _est(wilson(counts["accept"], len(decided))),
+                **performance({r.study_pk for r in inside}),
             }
         )
         at = upto
-    truth = {s: majority_vote(latest_reads(v).values()) for s, v in reads.items()}
-    called = {r.study_pk: r.positive for r in results}
+    subgroups: dict[str, dict[str, Any]] = {}
+    for row in during:
+        age = row.numeric.get("age_years")
+        band = None if age is None else ("0-17" if age < 18 else "18-64" if age < 65 else "65+")
+        keys = {
+            "sex": row.categorical.get("sex"),
+            "age": band,
+            "manufacturer": row.categorical.get("manufacturer"),
+            "site": row.categorical.get("site"),
+        }
+        for attribute, value in keys.items():
+            group = subgroups.setdefault(attribute, {}).setdefault(value or "(missing)", [])
+            group.append(row.study_id)
+    subgroup_rows = {
+        attribute: {
+            value: {
+                "studies": len(ids),
+                "positive_rate": _est(wilson(sum(called[s] for s in ids), len(ids))),
+                "agreement": _est(
+                    wilson(
+                        sum(agreed[by_study[s]] for s in ids if by_study[s] in agreed),
+                        sum(1 for s in ids if by_study[s] in agreed),
+                    )
+                ),
+                **performance(ids),
+            }
+            for value, ids in sorted(groups.items())
+        }
+        for attribute, groups in subgroups.items()
+    }
     pairs = [(called[s], t) for s, t in truth.items() if t is not None and s in called]
     sensitivity = wilson(
         sum(1 for c, t in pairs if t == 1 and c), sum(1 for _, t in pairs if t == 1)
@@ -235,8 +280,10 @@ def build_surveillance(
             "with_reference_label": len(pairs),
             "sensitivity": _est(sensitivity),
             "specificity": _est(specificity),
+            "ppv": performance(list(called))["ppv"],
             "estimated": _cbpe(db, list(versions), results, start),
         },
+        "subgroups": subgroup_rows,
         "buckets": buckets,
         "drift": drift,
         "actions": actions,
