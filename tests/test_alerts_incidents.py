@@ -217,3 +217,46 @@ def test_incident_from_report_to_closed(world: dict[str, Any]) -> None:
     assert all(secret not in json.dumps(e.payload) for e in entries)  # free text stays out
     (suspended,) = [e for e in entries if e.kind == "model.state"]
     assert suspended.payload["to"] == "suspended" and "incident" in suspended.payload["approval"]
+
+
+def test_alerts_are_emailed(db: Database, tmp_path: Path) -> None:
+    from email import message_from_bytes
+
+    from aiosmtpd.controller import Controller
+
+    from tests.conftest import free_port
+
+    received: list[Any] = []
+
+    class Inbox:
+        async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+            received.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+            return "250 OK"
+
+    controller = Controller(Inbox(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        with db.session() as session:
+            rows = Rows(session, tmp_path)
+            model = rows.model("chest", "1.0")
+            for i in range(4):
+                job = rows.job(rows.study(NOW, NOW), model, JobStatus.FAILED)
+                job.finished_at = NOW - dt.timedelta(minutes=i)
+            session.commit()
+        settings = Settings(
+            data_dir=tmp_path,
+            database_url=db.url,
+            alert_smtp_host="127.0.0.1",
+            alert_smtp_port=controller.port,
+            alert_smtp_to=["gov@hospital.example", "it@hospital.example"],
+        )
+        (opened,) = evaluate(db, settings, RULES, now=NOW)
+    finally:
+        controller.stop()
+    ((to, mail),) = received
+    assert to == ["gov@hospital.example", "it@hospital.example"]
+    assert mail["Subject"] == "[radpilot] chest: failed_jobs"
+    assert "4 jobs failed" in mail.get_payload()
+    with db.session() as session:
+        alert = session.get(Alert, opened)
+        assert alert is not None and alert.notified == [{"channel": "email", "to": 2}]

@@ -135,12 +135,19 @@ class Settings(BaseSettings):
     alert_rules: Path | None = None  # YAML; default <data dir>/alerts.yaml
     alert_webhook: str | None = None  # new alerts are POSTed here as JSON
     alert_check_seconds: float = Field(300.0, ge=0)  # radpilot serve evaluates rules; 0: never
+    alert_smtp_host: str | None = None  # new alerts are also e-mailed through this server
+    alert_smtp_port: int = Field(25, ge=1, le=65535)
+    alert_smtp_starttls: bool = False
+    alert_smtp_user: str | None = None
+    alert_smtp_password: SecretStr | None = None
+    alert_smtp_from: str = "radpilot@localhost"
+    alert_smtp_to: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # embedded: an admin changes model states directly; governed: requests and approvals
     governance: Literal["embedded", "governed"] = "embedded"
 
     log_level: str = "INFO"
 
-    @field_validator("allowed_calling_aets", "allowed_hosts", mode="before")
+    @field_validator("allowed_calling_aets", "allowed_hosts", "alert_smtp_to", mode="before")
     @classmethod
     def _lists_from_env(cls, value: Any) -> Any:
         return _split_list(value)

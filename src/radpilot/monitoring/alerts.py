@@ -15,8 +15,9 @@ Each cause (``drift:<field>``, ``positive_rate``, ``discordance``, ``latency_p95
 acknowledged, a cause that fires again only updates its ``last_seen_at`` and ``seen`` —
 no storm. An acknowledged alert is resolved automatically once its cause no longer fires
 (audited as ``alert.resolve`` by radpilot); an open one waits for a person. New alerts are
-audited (``alert.open``) and sent to ``RADPILOT_ALERT_WEBHOOK`` (JSON POST) when set;
-what the delivery did is kept on the alert (``notified``).
+audited (``alert.open``) and sent to ``RADPILOT_ALERT_WEBHOOK`` (JSON POST) and by e-mail
+through ``RADPILOT_ALERT_SMTP_HOST`` to ``RADPILOT_ALERT_SMTP_TO`` when set; what each
+delivery did is kept on the alert (``notified``).
 """
 
 from __future__ import annotations
@@ -223,16 +224,47 @@ def _check(session: Session, rules: ModelRules, now: dt.datetime) -> list[Firing
     return found
 
 
-def _notify(settings: Settings, alert: dict[str, Any]) -> list[dict[str, Any]]:
-    if not settings.alert_webhook:
-        return []
+def _mail(settings: Settings, alert: dict[str, Any]) -> dict[str, Any]:
+    import smtplib
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["Subject"] = f"[radpilot] {alert['model']}: {alert['cause']}"
+    message["From"] = settings.alert_smtp_from
+    message["To"] = ", ".join(settings.alert_smtp_to)
+    message.set_content(
+        f"{alert['message']}\n\nModel: {alert['model']}\nCause: {alert['cause']}\n"
+        f"Opened: {alert['opened_at']}\nAlert: {alert['id']} (acknowledge it on the "
+        "governance page)\n"
+    )
+    assert settings.alert_smtp_host is not None
     try:
-        answer = httpx.post(settings.alert_webhook, json=alert, timeout=10.0)
-        outcome = {"channel": "webhook", "status": answer.status_code}
-    except httpx.HTTPError as exc:
-        log.warning("alert %s: webhook failed (%s)", alert["id"], type(exc).__name__)
-        outcome = {"channel": "webhook", "error": type(exc).__name__}
-    return [outcome]
+        with smtplib.SMTP(settings.alert_smtp_host, settings.alert_smtp_port, timeout=10) as smtp:
+            if settings.alert_smtp_starttls:
+                smtp.starttls()
+            if settings.alert_smtp_user and settings.alert_smtp_password:
+                smtp.login(
+                    settings.alert_smtp_user, settings.alert_smtp_password.get_secret_value()
+                )
+            smtp.send_message(message)
+        return {"channel": "email", "to": len(settings.alert_smtp_to)}
+    except (OSError, smtplib.SMTPException) as exc:
+        log.warning("alert %s: e-mail failed (%s)", alert["id"], type(exc).__name__)
+        return {"channel": "email", "error": type(exc).__name__}
+
+
+def _notify(settings: Settings, alert: dict[str, Any]) -> list[dict[str, Any]]:
+    outcomes = []
+    if settings.alert_webhook:
+        try:
+            answer = httpx.post(settings.alert_webhook, json=alert, timeout=10.0)
+            outcomes.append({"channel": "webhook", "status": answer.status_code})
+        except httpx.HTTPError as exc:
+            log.warning("alert %s: webhook failed (%s)", alert["id"], type(exc).__name__)
+            outcomes.append({"channel": "webhook", "error": type(exc).__name__})
+    if settings.alert_smtp_host and settings.alert_smtp_to:
+        outcomes.append(_mail(settings, alert))
+    return outcomes
 
 
 def _payload(a: Alert) -> dict[str, Any]:
