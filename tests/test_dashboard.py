@@ -95,3 +95,4 @@ def test_pages_plots_csv_and_roles(world: dict[str, Any]) -> None:
     assert c.get("/api/dashboard/nope.png?model=chest", headers=gov).status_code == 404
     page = c.get("/dashboard?model=chest", headers={**gov, "Accept": "text/html"})
     assert page.status_code == 200 and "sooner than unflagged ones" in page.text
+    assert 'id="dashboard-subgroups"' in page.text and "<td>sex</td>" in page.text

@@ -81,6 +81,15 @@ def dashboard_page(
     models = _models(db)
     chosen = model or (models[0] if models else None)
     data = _data(db, settings, chosen, days) if chosen else None
+    period = None
+    if chosen and data:
+        import datetime as dt
+
+        from radpilot.governance.surveillance import build_surveillance
+
+        since = dt.datetime.fromisoformat(data["since"])
+        until = dt.datetime.fromisoformat(data["until"]) + dt.timedelta(seconds=1)
+        period = build_surveillance(db, chosen, since, until, bucket_days=days)
     return render(
         request,
         "dashboard.html",
@@ -91,6 +100,7 @@ def dashboard_page(
             "days": days,
             "data": data,
             "plots": PLOTS,
+            "period": period,
         },
     )
 
