@@ -17,20 +17,16 @@ from pypdf import PdfReader
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from radpilot.core.settings import Settings
-from radpilot.data.synth import choose_cases
 from radpilot.governance import lifecycle
 from radpilot.pipeline.feedback import FeedbackRequest, record_feedback
 from radpilot.store import Database
 from radpilot.store.models import Study
 from radpilot.store.models_pipeline import Decision, ModelState, Result
 from radpilot.store.models_users import Role
-from tests.conftest import SHARED_DATA, free_port, missing
+from tests.live_helpers import REPO, live_run
 
 pytestmark = [pytest.mark.slow]
 
-NPZ = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz"
-REPO = Path(__file__).resolve().parents[1]
 COUNT = 40
 
 
@@ -49,38 +45,9 @@ def pdf_text(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not NPZ.is_file():
-        missing(f"PneumoniaMNIST not found under {SHARED_DATA}")
-    from radpilot.dicom.scu import send_files
-    from radpilot.pipeline import demo as loop
-    from radpilot.pipeline.service import Service
-
     root = tmp_path_factory.mktemp("governance")
-    settings = Settings(
-        data_dir=root / "data",
-        dicom_port=free_port(),
-        http_port=0,
-        study_quiet_seconds=1.0,
-        fsync=False,
-        min_free_disk_mb=0,
-    )
-    service = Service(settings, web=False)
-    service.db.migrate()
-    version = loop.install_model(service.db, settings, REPO / "models/reference/package")
-    loop.write_rules(settings, version.name)
-    made = loop.make_studies(NPZ, root / "studies", COUNT, 0.3, seed="governance", size=256)
-    truth = [c.label for c in choose_cases(NPZ, "test", COUNT, 0.3)]
-    service.start()
-    try:
-        send_files(
-            [p for p, _ in made],
-            "127.0.0.1",
-            service.receiver.port,
-            called_ae_title=settings.ae_title,
-        )
-        loop.wait_for_results(service.db, [uid for _, uid in made], timeout=300)
-    finally:
-        service.stop()
+    live = live_run(root, COUNT, 0.3, "governance")
+    settings, version, made, truth = live.settings, live.version, live.made, live.truth
     labels = root / "labels.csv"
     with labels.open("w", newline="") as handle:
         writer = csv.writer(handle)

@@ -8,14 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from radpilot.core.settings import Settings
 from radpilot.monitoring.alerts import AlertRules, evaluate
 from radpilot.monitoring.outcomes import Outcome, record_outcome
 from radpilot.monitoring.retrain import assemble_cohort, candidate_config
@@ -24,50 +22,17 @@ from radpilot.store import Database
 from radpilot.store.models import Read, Study
 from radpilot.store.models_pipeline import AuditEntry, ModelState, ModelVersion, Result
 from radpilot.training.config import load_config
-from tests.conftest import SHARED_DATA, free_port, missing
+from tests.live_helpers import live_run
 
 pytestmark = [pytest.mark.slow]
-NPZ = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz"
-REPO = Path(__file__).resolve().parents[1]
 COUNT = 80
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not NPZ.is_file():
-        missing(f"PneumoniaMNIST not found under {SHARED_DATA}")
-    from radpilot.data.synth import choose_cases
-    from radpilot.dicom.scu import send_files
-    from radpilot.pipeline import demo as loop
-    from radpilot.pipeline.service import Service
-
     root = tmp_path_factory.mktemp("retrain")
-    settings = Settings(
-        data_dir=root / "data",
-        dicom_port=free_port(),
-        http_port=0,
-        study_quiet_seconds=1.0,
-        explain=False,
-        fsync=False,
-        min_free_disk_mb=0,
-    )
-    service = Service(settings, web=False)
-    service.db.migrate()
-    version = loop.install_model(service.db, settings, REPO / "models/reference/package")
-    loop.write_rules(settings, version.name)
-    made = loop.make_studies(NPZ, root / "studies", COUNT, 0.4, seed="retrain", size=128)
-    truth = [c.label for c in choose_cases(NPZ, "test", COUNT, 0.4)]
-    service.start()
-    try:
-        send_files(
-            [p for p, _ in made],
-            "127.0.0.1",
-            service.receiver.port,
-            called_ae_title=settings.ae_title,
-        )
-        loop.wait_for_results(service.db, [uid for _, uid in made], timeout=300)
-    finally:
-        service.stop()
+    run = live_run(root, COUNT, 0.4, "retrain", size=128, explain=False)
+    settings, version, made, truth = run.settings, run.version, run.made, run.truth
     db = Database(settings.effective_database_url)
     rng = random.Random(3)
     expected = {}
