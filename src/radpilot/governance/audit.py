@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 #: ``prev_hash`` of the first entry.
 GENESIS = "0" * 64
 _RETRIES = 20
+#: PostgreSQL advisory lock taken by every append (until its transaction ends), so that
+#: concurrent writers queue for the next ``seq`` instead of colliding and retrying.
+_LOCK_KEY = 0x7261647069  # "radpi"
 
 
 def _timestamp(at: dt.datetime) -> str:
@@ -110,6 +113,8 @@ class AuditLog:
     def _append(
         session: Session, kind: str, actor: str, subject: str, payload: dict[str, Any]
     ) -> AuditEntry:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         last = session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).first()
         seq = 1 if last is None else last.seq + 1
         prev = GENESIS if last is None else last.entry_hash
