@@ -105,6 +105,7 @@ async def exchange(port: int, messages: list[str]) -> list[Any]:
         await writer.drain()
         answers.append(await asyncio.wait_for(reader.readmessage(), 10))
     writer.close()
+    await writer.wait_closed()
     return answers
 
 

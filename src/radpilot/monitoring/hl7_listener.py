@@ -12,6 +12,7 @@ type and control id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -74,8 +75,12 @@ class OutcomeListener:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        self._connections: set[asyncio.Task[None]] = set()
 
     async def _handle(self, reader: Any, writer: Any) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
         try:
             while not writer.is_closing():
                 message = await reader.readmessage()
@@ -83,10 +88,16 @@ class OutcomeListener:
                 await writer.drain()
         except asyncio.IncompleteReadError:
             pass  # the sender closed the connection
+        except asyncio.CancelledError:
+            pass  # the listener is stopping
         except Exception as exc:  # noqa: BLE001 - one bad connection must not stop the server
             log.warning("HL7 connection ended: %s", type(exc).__name__)
         finally:
             writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+            if task is not None:
+                self._connections.discard(task)
 
     def _answer(self, message: Any) -> Any:
         control = _field(message, "MSH", 10)
@@ -137,6 +148,9 @@ class OutcomeListener:
             if server is not None:
                 server.close()
                 await server.wait_closed()
+            for task in list(self._connections):  # open connections end with the server
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
             loop.stop()
 
         asyncio.run_coroutine_threadsafe(close(), loop)
