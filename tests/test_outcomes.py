@@ -114,6 +114,7 @@ def test_hl7_listener(db: Database, studies: dict[str, Any]) -> None:
     listener.start()
     try:
         adt = oru("M4", "ACC-1", "x").replace("ORU^R01", "ADT^A01")
+        no_text = oru("M5", "ACC-1", "x").replace("OBX|1|TX|REPORT||x||||||F", "OBX|1|TX")
         answers = asyncio.run(
             exchange(
                 listener.port,
@@ -127,14 +128,15 @@ def test_hl7_listener(db: Database, studies: dict[str, Any]) -> None:
                     oru("M2", "ACC-404", "Pneumonia."),
                     oru("M3", "ACC-2", "Heart normal."),
                     adt,
+                    no_text,
                 ],
             )
         )
     finally:
         listener.stop()
     codes = [str(a.segment("MSA")(1)) for a in answers]
-    assert codes == ["AA", "AE", "AE", "AR"]
-    assert [str(a.segment("MSA")(2)) for a in answers] == ["M1", "M2", "M3", "M4"]
+    assert codes == ["AA", "AE", "AE", "AR", "AR"]
+    assert [str(a.segment("MSA")(2)) for a in answers] == ["M1", "M2", "M3", "M4", "M5"]
     assert "no study" in str(answers[1].segment("MSA")(3))
     assert "neither affirms nor negates" in str(answers[2].segment("MSA")(3))
     assert reads(db) == [(studies["a"], 1, "outcome:hl7")]

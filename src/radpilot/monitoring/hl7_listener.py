@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 
 def _field(message: Any, segment: str, index: int) -> str:
+    """The field's text, "" when the segment or field is absent; every caller turns an
+    empty required field into a refusal that names it (AR with the reason logged)."""
     try:
         return str(message.segment(segment)(index)).strip()
     except (KeyError, IndexError):
@@ -50,11 +52,12 @@ def outcome_of(message: Any) -> Outcome:
     if not order:
         raise ValueError("the OBR segment has no filler order number (OBR-3)")
     texts = []
-    for segment in message.segments("OBX"):
-        try:
+    observations = list(message.segments("OBX"))
+    for segment in observations:
+        if len(segment) > 5:  # OBX-5, the observation value (the report text)
             texts.append(str(segment(5)).replace("~", "\n"))
-        except IndexError:
-            continue
+    if observations and not texts:
+        raise ValueError("the OBX segments carry no observation value (OBX-5)")
     uid = order if order.count(".") >= 3 and order.replace(".", "").isdigit() else None
     return Outcome(
         study_instance_uid=uid,
@@ -86,10 +89,16 @@ class OutcomeListener:
                 message = await reader.readmessage()
                 writer.writemessage(await asyncio.to_thread(self._answer, message))
                 await writer.drain()
-        except asyncio.IncompleteReadError:
-            pass  # the sender closed the connection
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:  # closed in the middle of a message: it was never answered
+                log.warning(
+                    "HL7 sender closed the connection inside a message (%d bytes lost)",
+                    len(exc.partial),
+                )
+            else:
+                log.debug("HL7 sender closed the connection")
         except asyncio.CancelledError:
-            pass  # the listener is stopping
+            log.info("HL7 connection closed: the listener is stopping")
         except Exception as exc:  # noqa: BLE001 - one bad connection must not stop the server
             log.warning("HL7 connection ended: %s", type(exc).__name__)
         finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ from radpilot.web.rendering import encode, window_of
 from radpilot.web.schemas import ErrorOut
 
 __all__ = ["PIXELS_TYPE", "ImageOut", "SeriesImagesOut", "router"]
+
+log = logging.getLogger(__name__)
 
 PIXELS_TYPE = "application/octet-stream"
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -216,8 +219,16 @@ def masks(db: DbDep, settings: SettingsDep, result_id: int) -> list[MaskOut]:
             volume = seg.get_pixels_by_source_instance(
                 source_sop_instance_uids=[uid], segment_numbers=sorted(labels)
             )
-        except (ValueError, KeyError, AttributeError):
-            continue  # a source this SEG does not cover frame by frame
+        except (ValueError, KeyError, AttributeError) as exc:
+            # A source the SEG does not cover frame by frame (e.g. a multi-frame source):
+            # its contours are not drawn, and the log says why (without the UID).
+            log.warning(
+                "result %d: SEG has no per-frame mask for one source (%s: %s)",
+                result_id,
+                type(exc).__name__,
+                exc,
+            )
+            continue
         for index, number in enumerate(sorted(labels)):
             mask = np.asarray(volume[0, :, :, index]) > 0
             if not mask.any():
