@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,10 +270,15 @@ def pneumoniamnist_cases(
 
 
 def choose_cases(
-    npz: Path, split: str, count: int, positive_rate: float | None = None
+    npz: Path,
+    split: str,
+    count: int,
+    positive_rate: float | None = None,
+    draw: str | None = None,
 ) -> list[SynthCase]:
     """``count`` cases of ``split``: the first ones, or the first positives and negatives
-    at ``positive_rate``, back in file order.
+    at ``positive_rate``, back in file order. With ``draw`` (a seed), a random draw
+    without replacement instead of the first ones, the same for the same seed.
 
     Raises
     ------
@@ -280,8 +286,10 @@ def choose_cases(
         If the split has too few positives or negatives for that mix.
     """
     cases = list(pneumoniamnist_cases(npz, split))
+    if draw is not None:  # a reproducible sample, not a secret
+        random.Random(draw).shuffle(cases)  # noqa: S311
     if positive_rate is None:
-        return cases[:count]
+        return sorted(cases[:count], key=lambda c: int(c.source.rsplit("/", 1)[1]))
     positives = [c for c in cases if c.label == 1]
     negatives = [c for c in cases if c.label == 0]
     wanted = round(count * positive_rate)

@@ -18,6 +18,7 @@ import numpy.typing as npt
 from pydicom.dataset import Dataset
 
 from radpilot.core.errors import ModelError
+from radpilot.models.embedding import Embedder, make_embedder
 from radpilot.models.explain import Explainer
 from radpilot.models.manifest import Manifest, Task
 from radpilot.models.package import ModelPackage
@@ -71,20 +72,34 @@ class LoadedModel:
         weights_sha256: str,
         network: Network,
         explainer: Explainer | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.manifest = manifest
         self.weights_sha256 = weights_sha256
         self.network = network
         self.explainer = explainer
+        self.embedder = embedder
 
-    def _forward(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    def _run(
+        self, chunk: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+        if self.embedder is None:
+            return self.network.forward(chunk), None
+        return self.embedder.run(chunk)
+
+    def _forward(
+        self, batch: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+        """The network's output for ``batch`` and, where declared, its embedding."""
         label = self.manifest.label
         step = CHUNK_3D if self.manifest.input.dimensions == 3 else CHUNK_2D
-        parts = []
+        parts, embeddings = [], []
         for start in range(0, len(batch), step):
             chunk = batch[start : start + step]
             try:
-                out = self.network.forward(chunk)
+                out, embedding = self._run(chunk)
+            except ModelError as exc:
+                raise ModelError(f"{label}: {exc}") from exc
             except Exception as exc:  # any failure inside the network fails the job
                 raise ModelError(f"{label}: the network raised {_reason(exc)}") from exc
             if out.ndim == 0 or out.shape[0] != len(chunk):
@@ -93,7 +108,9 @@ class LoadedModel:
                     f"{len(chunk)}; its first axis must be the batch"
                 )
             parts.append(out)
-        return np.concatenate(parts)
+            if embedding is not None:
+                embeddings.append(embedding)
+        return np.concatenate(parts), np.concatenate(embeddings) if embeddings else None
 
     def _prepare(self, studies: Sequence[Sequence[Dataset]]) -> list[list[Sample]]:
         prepared = []
@@ -106,7 +123,11 @@ class LoadedModel:
         return prepared
 
     def _finish(
-        self, samples: list[Sample], raw: npt.NDArray[np.float32], explain: bool
+        self,
+        samples: list[Sample],
+        raw: npt.NDArray[np.float32],
+        embedding: npt.NDArray[np.float32] | None,
+        explain: bool,
     ) -> Prediction:
         label = self.manifest.label
         bad = int(np.count_nonzero(~np.isfinite(raw)))
@@ -118,6 +139,10 @@ class LoadedModel:
         try:
             prediction = postprocess(self.manifest, samples, raw)
             prediction.input_stats = input_stats(samples)
+            if embedding is not None:
+                if not np.all(np.isfinite(embedding)):
+                    raise ModelError("the network's embedding holds NaN or infinite values")
+                prediction.embedding = embedding.mean(axis=0).astype(np.float32)
             if explain:
                 prediction.heatmap = self._heatmap(samples, prediction)
             prediction.check()
@@ -186,12 +211,15 @@ class LoadedModel:
         prepared = self._prepare(studies)
         sizes = [len(samples) for samples in prepared]
         batch = np.stack([s.array for samples in prepared for s in samples])
-        raw = self._forward(batch)
+        raw, embedding = self._forward(batch)
         predictions = []
         offset = 0
         for number, (samples, size) in enumerate(zip(prepared, sizes, strict=True), start=1):
+            part = None if embedding is None else embedding[offset : offset + size]
             try:
-                predictions.append(self._finish(samples, raw[offset : offset + size], explain))
+                predictions.append(
+                    self._finish(samples, raw[offset : offset + size], part, explain)
+                )
             except ModelError as exc:
                 if len(studies) == 1:
                     raise
@@ -224,10 +252,22 @@ def load_model(
     Raises
     ------
     ModelError
-        If the runtime cannot load the weights.
+        If the runtime cannot load the weights, or the manifest's embedding section
+        names a layer or output the network does not have (checked on a blank input).
     """
     network = load_network(package, threads)
     manifest = package.manifest
+    embedder = make_embedder(network, manifest.embedding)
+    if embedder is not None:
+        probe = np.zeros((1, manifest.input.channels, *manifest.input.size), dtype=np.float32)
+        try:
+            embedder.run(probe)
+        except ModelError as exc:
+            raise ModelError(f"{manifest.label}: {exc}") from exc
+        except Exception as exc:  # a wrong split can fail anywhere inside the network
+            raise ModelError(
+                f"{manifest.label}: the embedding section does not run ({_reason(exc)})"
+            ) from exc
     explainer = None
     wanted = manifest.explain.method != "none"
     if (
@@ -237,4 +277,4 @@ def load_model(
         and manifest.input.dimensions == 2
     ):
         explainer = Explainer(network, manifest.output.activation, manifest.explain)
-    return LoadedModel(manifest, package.weights_sha256, network, explainer)
+    return LoadedModel(manifest, package.weights_sha256, network, explainer, embedder)

@@ -29,6 +29,7 @@ __all__ = [
     "Activation",
     "AppliesTo",
     "ChangeControl",
+    "EmbeddingSpec",
     "ExplainSpec",
     "InputSpec",
     "Manifest",
@@ -226,6 +227,32 @@ class ExplainSpec(_Strict):
         return self
 
 
+class EmbeddingSpec(_Strict):
+    """Where the network's penultimate-layer features come from (embedding drift,
+    ``docs/monitoring.md``).
+
+    Torch runtimes (TorchScript, MONAI bundle) name ``modules``, dotted submodules applied
+    in order to the input, and ``head``, the submodule taking their result to the output:
+    the network then runs as ``head(modules(x))``, checked once against its own forward,
+    so the embedding costs no second pass. ONNX graphs name ``output``, the graph output
+    (name or 0-based index) that holds the embedding. An embedding with more than two axes
+    is averaged over its spatial axes.
+    """
+
+    modules: list[str] = Field(default_factory=list)
+    head: str | None = None
+    output: str | int | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        split = bool(self.modules) or self.head is not None
+        if split and (not self.modules or self.head is None):
+            raise ValueError("name both modules and head, or neither")
+        if split == (self.output is not None):
+            raise ValueError("name modules and head (torch runtimes) or output (ONNX), not both")
+        return self
+
+
 class ChangeControl(_Strict):
     """The predetermined change control plan the dossier prints (docs/governance.md)."""
 
@@ -252,6 +279,7 @@ class Manifest(_Strict):
     intended_use: str = Field(min_length=1)
     limitations: list[str] = Field(default_factory=list)
     explain: ExplainSpec = Field(default_factory=ExplainSpec)
+    embedding: EmbeddingSpec | None = None
     manufacturer: str = "radpilot"
     timeout_seconds: float | None = Field(None, gt=0)  # overrides the job timeout
     change_control: ChangeControl | None = None
@@ -273,6 +301,13 @@ class Manifest(_Strict):
         for point in self.output.operating_points:
             if not math.isfinite(point.threshold):
                 raise ValueError(f"operating point {point.name!r} has no finite threshold")
+        embedding = self.embedding
+        if embedding is not None and (embedding.output is not None) != (
+            self.runtime is Runtime.ONNX
+        ):
+            raise ValueError(
+                "embedding: ONNX graphs name an output; torch runtimes name modules and head"
+            )
         return self
 
     @property

@@ -94,6 +94,9 @@ class Prediction:
         Summary of what the network was given (mean, std and percentiles of the input
         arrays, after the manifest's windowing and normalisation): the image statistics
         drift monitoring compares against the validation data.
+    embedding
+        Where the manifest declares one: the network's penultimate-layer features,
+        averaged over the study's samples (float32, one axis), for embedding drift.
     """
 
     task: str
@@ -106,6 +109,7 @@ class Prediction:
     measurements: list[Measurement] = field(default_factory=list)
     enhanced: npt.NDArray[Any] | None = None
     input_stats: dict[str, float] = field(default_factory=dict)
+    embedding: npt.NDArray[np.float32] | None = None
 
     @property
     def headline(self) -> Finding | None:

@@ -14,6 +14,19 @@ reaches ``min_new`` studies in the live window drifts by itself ("a scanner neve
 in validation started sending studies"). The positive rate drifts when a two-sided
 binomial test against the reference rate (or the validated rate) is below ``alpha`` and
 the rate moved by at least 0.1.
+
+The model's **embedding** (its penultimate layer, where the manifest declares it) is one
+more field, tested with the kernel maximum mean discrepancy (MMD, Gretton et al. 2012):
+a Gaussian kernel whose bandwidth is the median distance between all the vectors of both
+windows, the unbiased MMD² as the statistic, and a permutation test for its p-value
+(:func:`mmd_test`). SciPy gives the distances; the permutations are done here, in
+rounds of 500 as one matrix product each, because the p-value must reach the
+Bonferroni-corrected level (0.01 over some 25 fields needs several thousand
+permutations) in well under a second. frouros (BSD) offers the same estimator with a
+per-permutation Python loop and its own dependencies; hyppo needs numba. Only studies
+whose results come from the live window's newest model version are compared (two
+versions' embeddings are different spaces), and the embedding drifts when the p-value is
+below the corrected ``alpha`` and MMD² is at least ``min_mmd``.
 """
 
 from __future__ import annotations
@@ -22,8 +35,10 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 from radpilot.monitoring.features import CATEGORICAL, NUMERIC, StudyFeatures
@@ -36,6 +51,8 @@ __all__ = [
     "RateDrift",
     "categorical_drift",
     "compare",
+    "embedding_drift",
+    "mmd_test",
     "numeric_drift",
     "psi",
     "rate_drift",
@@ -56,6 +73,8 @@ class DriftThresholds:
     min_rate_change: float = 0.1
     min_values: int = 10  # fewer values on either side: not tested
     bonferroni: bool = True  # alpha divided by the number of fields tested
+    min_mmd: float = 0.05  # embedding: unbiased MMD² with the median-distance kernel
+    max_mmd_rows: int = 500  # embedding: a window larger than this is subsampled
 
 
 @dataclass(frozen=True)
@@ -187,6 +206,105 @@ def rate_drift(
     return RateDrift(reference_rate, rate, len(live), p_value, drifted)
 
 
+def _mmd_parts(
+    kernel: npt.NDArray[np.float64], first: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Unbiased MMD² for each column of ``first`` (1.0 marks the first sample's rows)."""
+    total = kernel.sum()
+    rows = kernel.sum(axis=1)
+    m = first.sum(axis=0)
+    n = len(kernel) - m
+    s_xx = np.einsum("ib,ib->b", first, kernel @ first)
+    s_xy = rows @ first - s_xx
+    s_yy = total - 2 * s_xy - s_xx
+    diagonal = 1.0  # a Gaussian kernel
+    return (  # type: ignore[no-any-return]
+        (s_xx - m * diagonal) / (m * (m - 1))
+        + (s_yy - n * diagonal) / (n * (n - 1))
+        - 2 * s_xy / (m * n)
+    )
+
+
+def mmd_test(
+    reference: npt.NDArray[np.floating[Any]],
+    live: npt.NDArray[np.floating[Any]],
+    alpha: float = 0.01,
+    *,
+    seed: int = 0,
+    max_permutations: int | None = None,
+) -> tuple[float, float]:
+    """Unbiased MMD² between two samples of vectors and its permutation p-value.
+
+    Permutations are drawn in rounds of 500 until the p-value is clearly above ``alpha``
+    (ten permuted statistics at least as large as the observed one) or
+    ``max_permutations`` (default: enough for a p-value of ``alpha / 5``) were drawn.
+    The p-value is ``(1 + exceedances) / (1 + permutations)``, never zero.
+
+    Raises
+    ------
+    ValueError
+        If either sample has fewer than two rows, or their widths differ.
+    """
+    from scipy.spatial.distance import cdist
+
+    x = np.asarray(reference, dtype=np.float64)
+    y = np.asarray(live, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or len(x) < 2 or len(y) < 2:
+        raise ValueError(
+            f"MMD needs two samples of >= 2 equal-width rows, not {x.shape}, {y.shape}"
+        )
+    pooled = np.vstack([x, y])
+    distances = cdist(pooled, pooled, "sqeuclidean")
+    median = float(np.median(distances[np.triu_indices(len(pooled), k=1)]))
+    kernel = np.exp(-distances / max(median, 1e-12))  # exp(-d² / median d²)
+    observed_mask = np.zeros((len(pooled), 1))
+    observed_mask[: len(x)] = 1.0
+    observed = float(_mmd_parts(kernel, observed_mask)[0])
+    limit = max_permutations or max(1000, math.ceil(5 / alpha))
+    rng = np.random.default_rng(seed)
+    drawn = exceed = 0
+    while drawn < limit and exceed < 10:
+        count = min(500, limit - drawn)
+        masks = np.zeros((len(pooled), count))
+        for column in range(count):
+            masks[rng.permutation(len(pooled))[: len(x)], column] = 1.0
+        exceed += int(np.count_nonzero(_mmd_parts(kernel, masks) >= observed - 1e-12))
+        drawn += count
+    return observed, (1 + exceed) / (1 + drawn)
+
+
+def embedding_drift(
+    reference: Sequence[StudyFeatures],
+    live: Sequence[StudyFeatures],
+    alpha: float,
+    limits: DriftThresholds,
+) -> FieldDrift | None:
+    """MMD between the windows' embeddings of the live window's newest model version;
+    None when either side has fewer than ``limits.min_values`` such embeddings."""
+    versions = [r.version for r in live if r.embedding is not None]
+    if not versions:
+        return None
+    version = versions[-1]
+
+    def vectors(rows: Sequence[StudyFeatures]) -> list[npt.NDArray[np.float32]]:
+        return [r.embedding for r in rows if r.embedding is not None and r.version == version]
+
+    ref, now = vectors(reference), vectors(live)
+    widths = {v.size for v in ref} | {v.size for v in now}
+    if len(ref) < limits.min_values or len(now) < limits.min_values or len(widths) != 1:
+        return None
+    rng = np.random.default_rng(0)
+    x, y = np.stack(ref), np.stack(now)
+    if len(x) > limits.max_mmd_rows:
+        x = x[np.sort(rng.choice(len(x), limits.max_mmd_rows, replace=False))]
+    if len(y) > limits.max_mmd_rows:
+        y = y[np.sort(rng.choice(len(y), limits.max_mmd_rows, replace=False))]
+    value, p_value = mmd_test(x, y, alpha)
+    drifted = p_value < alpha and value >= limits.min_mmd
+    detail = f"MMD² {value:.3g} over {widths.pop()} dimensions, version {version}"
+    return FieldDrift("embedding", "embedding", value, p_value, drifted, {}, len(x), len(y), detail)
+
+
 def compare(
     reference: Sequence[StudyFeatures],
     live: Sequence[StudyFeatures],
@@ -206,7 +324,8 @@ def compare(
         )
         if found is not None:
             numeric.append(found)
-    tested = len(CATEGORICAL) + len(numeric)
+    testable = any(r.embedding is not None for r in live)
+    tested = len(CATEGORICAL) + len(numeric) + int(testable)
     alpha = limits.alpha / max(tested, 1) if limits.bonferroni else limits.alpha
     fields = [
         categorical_drift(
@@ -233,6 +352,9 @@ def compare(
                 found.detail,
             )
         )
+    embedding = embedding_drift(reference, live, alpha, limits) if testable else None
+    if embedding is not None:
+        fields.append(embedding)
     rate = None
     ref_outcomes = [r.positive for r in reference if r.positive is not None]
     live_outcomes = [r.positive for r in live if r.positive is not None]

@@ -6,7 +6,9 @@ With a model, each row also carries that model's result — its headline score a
 it was positive — and the statistics of the image as the network received it, with the
 source intensity range its preprocessing mapped (``input_stats``, written by
 :func:`radpilot.models.inference.input_stats`), so that a contrast change is seen even
-when every header is unchanged.
+when every header is unchanged; and, where the model's manifest declares one, the
+network's embedding of the study (``result_embeddings``) with the version that made it,
+since two versions' embeddings are not comparable.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from radpilot.store.models import Instance, Patient, Series, Study
-from radpilot.store.models_pipeline import ModelVersion, Result
+from radpilot.store.models_pipeline import ModelVersion, Result, ResultEmbedding
 
 __all__ = ["CATEGORICAL", "NUMERIC", "StudyFeatures", "study_features"]
 
@@ -59,13 +63,16 @@ NUMERIC: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class StudyFeatures:
-    """One study's features; ``positive`` is None without a result of the model."""
+    """One study's features; ``positive`` is None without a result of the model, and
+    ``embedding`` None where its version declares no embedding."""
 
     study_id: int
     received_at: dt.datetime
     categorical: dict[str, str | None] = field(default_factory=dict)
     numeric: dict[str, float | None] = field(default_factory=dict)
     positive: bool | None = None
+    version: str | None = None  # the model version of the result
+    embedding: npt.NDArray[np.float32] | None = None
 
 
 def _spacing(text: str | None) -> float | None:
@@ -123,15 +130,19 @@ def study_features(
     if study_ids is not None:
         query = query.where(Study.id.in_(list(study_ids)))
     results: dict[int, Result] = {}
+    versions: dict[int, str] = {}  # result id -> its model version
     if model is not None:
         newest = (
-            select(Result)
+            select(Result, ModelVersion.version)
             .join(ModelVersion, Result.model_version_pk == ModelVersion.id)
             .where(ModelVersion.name == model, Result.visible.is_(True))
             .order_by(Result.study_pk, Result.id)
         )
-        results = {r.study_pk: r for r in session.scalars(newest)}  # the last one wins
+        for found, version in session.execute(newest).all():
+            results[found.study_pk] = found  # the last one wins
+            versions[found.id] = version
         query = query.where(Study.id.in_(list(results)))
+    embeddings = _embeddings(session, [r.id for r in results.values()])
     rows = []
     for study, patient, series, instance in session.execute(query).all():
         result = results.get(study.id)
@@ -172,6 +183,22 @@ def study_features(
                     "score": None if result is None else _number(result.score),
                 },
                 positive=None if result is None else bool(result.positive),
+                version=None if result is None else versions[result.id],
+                embedding=None if result is None else embeddings.get(result.id),
             )
         )
     return rows
+
+
+def _embeddings(session: Session, result_ids: list[int]) -> dict[int, npt.NDArray[np.float32]]:
+    """Result id -> embedding vector, for the results that have one."""
+    found: dict[int, npt.NDArray[np.float32]] = {}
+    for start in range(0, len(result_ids), 500):  # bounded IN lists
+        chunk = result_ids[start : start + 500]
+        for row in session.scalars(
+            select(ResultEmbedding).where(ResultEmbedding.result_pk.in_(chunk))
+        ):
+            vector = np.frombuffer(row.vector, dtype="<f4").astype(np.float32)
+            if vector.size == row.dimensions:
+                found[row.result_pk] = vector
+    return found

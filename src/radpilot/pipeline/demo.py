@@ -120,11 +120,14 @@ def make_studies(
     *,
     variation: Variation | None = None,
     size: int = 512,
+    split: str = "test",
+    draw: str | None = None,
 ) -> list[tuple[Path, str]]:
-    """``count`` one-image chest radiograph studies from PneumoniaMNIST's test split, with
-    varied patients, sites and devices, ``positive_rate`` of them pneumonia cases; each
-    file with its Study Instance UID. ``variation`` (default: varied headers) can add a
-    header drift or perturbations, as `radpilot synth --drift/--perturb` do.
+    """``count`` one-image chest radiograph studies from a PneumoniaMNIST split (``test``
+    by default), with varied patients, sites and devices, ``positive_rate`` of them
+    pneumonia cases; each file with its Study Instance UID. ``variation`` (default: varied
+    headers) can add a header drift or perturbations, as `radpilot synth --drift/--perturb`
+    do. ``draw`` (a seed) draws the cases at random instead of taking the first ones.
 
     Raises
     ------
@@ -138,7 +141,7 @@ def make_studies(
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
-    for case in choose_cases(npz, "test", count, positive_rate):
+    for case in choose_cases(npz, split, count, positive_rate, draw):
         study = radiograph_study(
             case,
             options=RadiographOptions(size=size),

@@ -36,7 +36,13 @@ from radpilot.results.outbox import enqueue
 from radpilot.results.report import StudyInfo
 from radpilot.store import Database
 from radpilot.store.models import Instance, Series, Study, utcnow
-from radpilot.store.models_pipeline import Job, ModelVersion, Result, ResultObject
+from radpilot.store.models_pipeline import (
+    Job,
+    ModelVersion,
+    Result,
+    ResultEmbedding,
+    ResultObject,
+)
 
 __all__ = ["JobRunner", "call_with_timeout"]
 
@@ -329,6 +335,14 @@ class JobRunner:
                 )
                 session.add(result)
                 session.flush()
+                if prediction.embedding is not None:
+                    session.add(
+                        ResultEmbedding(
+                            result_pk=result.id,
+                            dimensions=int(prediction.embedding.size),
+                            vector=prediction.embedding.astype("<f4").tobytes(),
+                        )
+                    )
                 self.audit.append(
                     "result.stored",
                     "radpilot",

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -39,6 +40,7 @@ __all__ = [
     "ModelState",
     "ModelVersion",
     "Result",
+    "ResultEmbedding",
     "ResultObject",
 ]
 
@@ -182,6 +184,18 @@ class ResultObject(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     result: Mapped[Result] = relationship(back_populates="objects")
+
+
+class ResultEmbedding(Base):
+    """A result's embedding: the network's penultimate-layer features for the study,
+    little-endian float32 (``radpilot.models.embedding``). Kept beside ``results`` so
+    that the worklist, which reads ``details`` for every row, never loads vectors."""
+
+    __tablename__ = "result_embeddings"
+
+    result_pk: Mapped[int] = mapped_column(ForeignKey("results.id"), primary_key=True)
+    dimensions: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -20,12 +20,14 @@ import torch
 from torch import nn
 
 from radpilot.core.errors import ConfigurationError
+from radpilot.models.manifest import EmbeddingSpec
 
 __all__ = [
     "CheckpointReport",
     "SmallCNN",
     "build_network",
     "check_network",
+    "embedding_spec",
     "explain_split",
     "load_checkpoint",
 ]
@@ -194,6 +196,20 @@ def build_network(
     if not isinstance(network, nn.Module):
         raise ConfigurationError(f"network: {name} did not return a torch module")
     return network
+
+
+def embedding_spec(network: nn.Module, features: str, head: str) -> EmbeddingSpec | None:
+    """The penultimate layer of ``features`` then ``head``, where ``head`` is a
+    ``Sequential`` ending in a ``Linear``: every child before that ``Linear`` joins the
+    chain (MONAI DenseNet: ReLU, pooling, flatten) and the ``Linear`` is the head."""
+    block = getattr(network, head, None)
+    if not isinstance(block, nn.Sequential) or not len(block):
+        return None
+    names = [name for name, _ in block.named_children()]
+    if not isinstance(block[-1], nn.Linear):
+        return None
+    chain = [features, *(f"{head}.{name}" for name in names[:-1])]
+    return EmbeddingSpec(modules=chain, head=f"{head}.{names[-1]}")
 
 
 def explain_split(network: nn.Module) -> tuple[str, str] | None:

@@ -44,7 +44,7 @@ from radpilot.training.detection import DetectionTask
 from radpilot.training.detection_net import RadpilotDetector
 from radpilot.training.export import export_torchscript
 from radpilot.training.loop import LoopResult, train_loop
-from radpilot.training.networks import CheckpointReport, freeze, load_checkpoint
+from radpilot.training.networks import CheckpointReport, embedding_spec, freeze, load_checkpoint
 from radpilot.training.segmentation import SegmentationTask
 from radpilot.training.tasks import Normalizer, Report
 from radpilot.training.tasks import Task as TrainTask
@@ -157,6 +157,7 @@ def _manifest(
     base = input_spec(config)
     split = task.explain_modules(model)
     explain = ExplainSpec(feature_module=split[0], head_module=split[1]) if split else ExplainSpec()
+    embedding = embedding_spec(model, *split) if split else None
     return Manifest(
         name=config.name,
         version=config.version,
@@ -177,6 +178,7 @@ def _manifest(
         intended_use=config.card.intended_use,
         limitations=limitations,
         explain=explain,
+        embedding=embedding,
     )
 
 

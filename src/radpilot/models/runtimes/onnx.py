@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,19 +47,28 @@ class OnnxNetwork:
         self.dtype = _TYPES[inputs[0].type]
         first = inputs[0].shape[0] if inputs[0].shape else None
         self.fixed_batch = first if isinstance(first, int) and first > 0 else None
+        self.output_name = session.get_outputs()[0].name
 
     def forward(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Run the session on ``batch``."""
+        """Run the session on ``batch``; the graph's first output."""
+        return self.forward_outputs(batch, [self.output_name])[0]
+
+    def forward_outputs(
+        self, batch: npt.NDArray[np.float32], names: list[str]
+    ) -> list[npt.NDArray[np.float32]]:
+        """Run the session on ``batch`` once; the named outputs, in order."""
         step = self.fixed_batch or len(batch)
-        parts = []
+        parts: list[list[npt.NDArray[Any]]] = [[] for _ in names]
         for start in range(0, len(batch), step):
             chunk = batch[start : start + step].astype(self.dtype, copy=False)
             count = len(chunk)
             if count < step:  # a fixed batch size: pad with zeros, keep the real rows
                 pad = np.zeros((step - count, *chunk.shape[1:]), dtype=self.dtype)
                 chunk = np.concatenate([chunk, pad])
-            parts.append(self.session.run(None, {self.input_name: chunk})[0][:count])
-        return np.concatenate(parts).astype(np.float32, copy=False)
+            outputs = self.session.run(names, {self.input_name: chunk})
+            for found, output in zip(parts, outputs, strict=True):
+                found.append(np.asarray(output)[:count])
+        return [np.concatenate(p).astype(np.float32, copy=False) for p in parts]
 
 
 def load(package: ModelPackage, threads: int | None) -> Network:
