@@ -89,10 +89,91 @@ def test_pages_plots_csv_and_roles(world: dict[str, Any]) -> None:
     assert answer.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(answer.text)))
     assert len(rows) == 3 and rows[-1]["results"] == "20"
-    for plot in ("volume", "positive_rate", "agreement", "latency", "turnaround"):
+    for plot in ("volume", "positive_rate", "agreement", "performance", "latency", "turnaround"):
         png = c.get(f"/api/dashboard/{plot}.png?model=chest", headers=gov)
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG"), plot
     assert c.get("/api/dashboard/nope.png?model=chest", headers=gov).status_code == 404
     page = c.get("/dashboard?model=chest", headers={**gov, "Accept": "text/html"})
     assert page.status_code == 200 and "sooner than unflagged ones" in page.text
+    assert 'id="time-saved-activation"' in page.text and "has not been active" in page.text
+    assert "<th>Sensitivity</th>" in page.text
     assert 'id="dashboard-subgroups"' in page.text and "<td>sex</td>" in page.text
+
+
+def test_performance_over_time_and_turnaround_around_activation(
+    db: Database, tmp_path: Path
+) -> None:
+    """Sensitivity and specificity per day against reference labels with the manifest's
+    validated figures drawn in; report turnaround before against after activation."""
+    from radpilot.governance.audit import AuditLog
+    from radpilot.monitoring.outcomes import Outcome, record_outcome
+    from radpilot.store.models import Read
+
+    activated = AuditLog(db).append(
+        "model.state", "admin", "chest:1.0", {"from": "shadow", "to": "active"}
+    )
+    at = activated.at if activated.at.tzinfo else activated.at.replace(tzinfo=dt.UTC)
+    reports: list[tuple[str, dt.datetime]] = []
+    with db.session() as session:
+        rows = Rows(session, tmp_path)
+        model = rows.model("chest", "1.0")
+        model.manifest = {
+            "name": "chest",
+            "version": "1.0",
+            "applies_to": {"modalities": ["CR"]},
+            "output": {
+                "default_operating_point": "youden",
+                "operating_points": [
+                    {"name": "high", "label": "pneumonia", "threshold": 0.8, "sensitivity": 0.7},
+                    {"name": "youden", "label": "pneumonia", "threshold": 0.5,
+                     "sensitivity": 0.9, "specificity": 0.8},
+                ],
+            },
+        }  # fmt: skip
+        day = at.replace(hour=12, minute=0, second=0, microsecond=0)
+        for i in range(20):  # 10 sick (8 flagged), 10 well (7 not flagged), stored that day
+            study = rows.study(day - dt.timedelta(minutes=30 + i), day)
+            job = rows.job(study, model, ended=day - dt.timedelta(minutes=i))
+            sick = i < 10
+            flagged = i < 8 or 10 <= i < 13
+            rows.result(job, "pneumonia", 0.9 if flagged else 0.1)
+            session.add(Read(study_pk=study.id, finding="pneumonia", value=int(sick)))
+        for i in range(12):  # reported after 4 h before activation, after 1 h since
+            for before, wait in ((True, 4 * 3600), (False, 3600)):
+                received = at + dt.timedelta(days=-3 if before else 2, minutes=i)
+                study = rows.study(received, received)
+                reports.append(
+                    (study.study_instance_uid, received + dt.timedelta(seconds=wait + 60 * i))
+                )
+        ct = rows.study(at + dt.timedelta(days=1), at + dt.timedelta(days=1), modality="CT")
+        reports.append((ct.study_instance_uid, at + dt.timedelta(days=5)))  # not the model's
+        early = rows.study(at + dt.timedelta(days=1), at + dt.timedelta(days=1))
+        reports.append((early.study_instance_uid, at))  # a report before the images
+        far = rows.study(at - dt.timedelta(days=60), at - dt.timedelta(days=60))
+        reports.append((far.study_instance_uid, at - dt.timedelta(days=59)))  # outside 30 days
+        session.commit()
+    for uid, when in reports:
+        stored, why = record_outcome(db, Outcome(study_instance_uid=uid, label=0, at=when))
+        assert stored is not None, why
+
+    data = dashboard(db, "chest", days=30, now=day + dt.timedelta(hours=1))
+    that_day = next(r for r in data["rows"] if r["day"] == day.date().isoformat())
+    assert that_day["labelled"] == 20
+    assert that_day["sensitivity"] == pytest.approx(0.8)
+    assert that_day["specificity"] == pytest.approx(0.7)
+    assert that_day["sensitivity_low"] < 0.8 < that_day["sensitivity_high"]
+    assert data["validated"] == {
+        "operating_point": "youden",
+        "sensitivity": 0.9,
+        "specificity": 0.8,
+    }
+    turnaround = data["activation"]
+    assert turnaround["activated_at"] == at.isoformat(timespec="seconds")
+    assert (turnaround["before_n"], turnaround["after_n"]) == (12, 12)
+    assert turnaround["before_median_s"] == pytest.approx(4 * 3600 + 60 * 5.5)
+    assert turnaround["after_median_s"] == pytest.approx(3600 + 60 * 5.5)
+    assert turnaround["saved_s"] == pytest.approx(3 * 3600)
+    assert 0 < turnaround["saved_low_s"] <= 3 * 3600 <= turnaround["saved_high_s"]
+    assert turnaround["modalities"] == ["CR"]
+    with db.session() as session:  # the non-outcome reads gave no report time
+        assert session.query(Read).filter(Read.reader == "reference").count() == 20

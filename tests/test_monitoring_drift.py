@@ -13,6 +13,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -22,13 +23,16 @@ from radpilot.data.synth_perturb import PerturbationSpec
 from radpilot.data.synth_tables import Drift
 from radpilot.monitoring.drift import (
     DriftThresholds,
+    FieldDrift,
     categorical_drift,
     compare,
+    embedding_drift,
+    mmd_test,
     numeric_drift,
     psi,
 )
 from radpilot.monitoring.features import StudyFeatures, study_features
-from radpilot.monitoring.stream import first_alarm, scan
+from radpilot.monitoring.stream import Window, first_alarm, scan
 from tests.conftest import SHARED_DATA, free_port, missing
 
 NPZ = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz"
@@ -72,6 +76,50 @@ def test_positive_rate_against_the_validated_rate() -> None:
     high = [StudyFeatures(i, None, positive=i % 10 < 8) for i in range(50)]  # type: ignore[arg-type]
     up = compare(rows[:50], high, validated_rate=0.3)
     assert up.rate is not None and up.rate.drifted and "positive_rate" in up.drifted
+
+
+def test_mmd_is_the_unbiased_estimate_and_its_p_value_is_calibrated() -> None:
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(30, 5)), rng.normal(0.5, size=(12, 5))
+    pooled = np.vstack([x, y])
+    squared = ((pooled[:, None, :] - pooled[None, :, :]) ** 2).sum(axis=2)
+    kernel = np.exp(-squared / np.median(squared[np.triu_indices(42, k=1)]))
+    kxx, kyy, kxy = kernel[:30, :30], kernel[30:, 30:], kernel[:30, 30:]
+    by_definition = (
+        (kxx.sum() - 30) / (30 * 29) + (kyy.sum() - 12) / (12 * 11) - 2 * kxy.mean()
+    )  # Gretton et al. 2012, eq. 3, with the median-distance bandwidth
+    value, p_value = mmd_test(x, y)
+    assert value == pytest.approx(by_definition, rel=1e-9)
+    assert 0 < p_value < 0.05
+    nulls = [
+        mmd_test(rng.normal(size=(40, 8)), rng.normal(size=(15, 8)), max_permutations=300)[1]
+        for _ in range(200)
+    ]
+    assert 0.04 <= np.mean(np.array(nulls) < 0.1) <= 0.17  # Binomial(200, 0.1) +- 3 SD
+    far, floor = mmd_test(rng.normal(size=(60, 8)), rng.normal(1.0, size=(20, 8)), 0.001)
+    assert far > 0.1 and floor == pytest.approx(1 / 5001)  # never 0: (1 + 0) / (1 + B)
+    with pytest.raises(ValueError, match="equal-width"):
+        mmd_test(x, rng.normal(size=(10, 4)))
+
+
+def _with_embeddings(vectors: np.ndarray, version: str = "1.0.0") -> list[StudyFeatures]:
+    return [StudyFeatures(i, None, version=version, embedding=v) for i, v in enumerate(vectors)]  # type: ignore[arg-type]
+
+
+def test_embedding_drift_compares_one_model_version() -> None:
+    rng = np.random.default_rng(5)
+    reference = _with_embeddings(rng.normal(size=(60, 16)).astype(np.float32))
+    same = _with_embeddings(rng.normal(size=(30, 16)).astype(np.float32))
+    moved = _with_embeddings(rng.normal(0.8, size=(30, 16)).astype(np.float32))
+    quiet = embedding_drift(reference, same, 0.01 / 25, LIMITS)
+    assert quiet is not None and not quiet.drifted and quiet.kind == "embedding"
+    fired = embedding_drift(reference, moved, 0.01 / 25, LIMITS)
+    assert fired is not None and fired.drifted and fired.statistic >= LIMITS.min_mmd
+    assert "16 dimensions, version 1.0.0" in fired.detail
+    assert "embedding" in compare(reference, moved).drifted
+    other = _with_embeddings(rng.normal(0.8, size=(30, 16)).astype(np.float32), "2.0.0")
+    assert embedding_drift(reference, other, 0.01, LIMITS) is None  # another space: untested
+    assert "embedding" not in compare(reference, other).drifted
 
 
 @pytest.mark.slow
@@ -135,3 +183,55 @@ def test_drift_stream_through_dicom(tmp_path: Path) -> None:
     fields = {f["field"]: f for f in body["latest"]["fields"]}
     assert fields["scanner_model"]["drifted"] and fields["scanner_model"]["new_categories"]
     assert body["latest"]["positive_rate"]["drifted"] is True
+
+
+@pytest.mark.slow
+def test_embedding_drift_stream_through_dicom(tmp_path: Path) -> None:
+    """Collimation tightens (each image cropped to 80 % of its side) at an unchanged
+    positive rate: the network's embedding moves. The changed studies are other patients
+    (the validation split) than the unchanged ones (the test split)."""
+    if not NPZ.is_file():
+        missing(f"PneumoniaMNIST not found under {SHARED_DATA}")
+    from radpilot.dicom.scu import send_files
+    from radpilot.pipeline import demo as loop
+    from radpilot.pipeline.service import Service
+
+    settings = Settings(
+        data_dir=tmp_path / "data", dicom_port=free_port(), http_port=0, study_quiet_seconds=1.0,
+        explain=False, fsync=False, min_free_disk_mb=0,
+    )  # fmt: skip
+    service = Service(settings, web=False)
+    service.db.migrate()
+    version = loop.install_model(service.db, settings, REPO / "models/reference/package")
+    loop.write_rules(settings, version.name)
+    baseline = loop.make_studies(NPZ, tmp_path / "base", 100, 0.3, seed="emb-base", size=256,
+                                 draw="emb-base")  # fmt: skip
+    changed = loop.make_studies(
+        NPZ, tmp_path / "crop", 40, 0.3, seed="emb-crop", size=256, split="val", draw="emb-crop",
+        variation=Variation(True, None, (PerturbationSpec.parse("crop=0.8"),)),
+    )  # fmt: skip
+    service.start()
+    try:
+        for part in (baseline, changed):
+            report = send_files([p for p, _ in part], "127.0.0.1", service.receiver.port,
+                                called_ae_title=settings.ae_title)  # fmt: skip
+            assert report.succeeded == len(part)
+            loop.wait_for_results(service.db, [uid for _, uid in part], timeout=300)
+    finally:
+        service.stop()
+    with service.db.session() as session:
+        rows = study_features(session, version.name)
+    assert len(rows) == 140
+    assert all(r.embedding is not None and r.embedding.shape == (184,) for r in rows)
+    assert {r.version for r in rows} == {version.version}
+    windows = scan(rows, reference_size=50, window=40, step=5)
+
+    def embedding(w: Window) -> FieldDrift:
+        return next(f for f in w.comparison.fields if f.name == "embedding")
+
+    before = [w for w in windows if w.end <= 100]
+    assert before and not any(embedding(w).drifted for w in before)
+    fired = next((w for w in windows if embedding(w).drifted), None)
+    assert fired is not None, [(w.end, embedding(w).p_value) for w in windows]
+    assert 0 < fired.end - 100 <= 40, fired.end  # within the documented delay
+    assert embedding(windows[-1]).statistic > 3 * max(embedding(w).statistic for w in before)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from hl7.mllp import open_hl7_connection
 from sqlalchemy import select
 
 from radpilot.governance.audit import AuditLog
-from radpilot.monitoring.hl7_listener import OutcomeListener
+from radpilot.monitoring.hl7_listener import OutcomeListener, outcome_of
 from radpilot.monitoring.outcomes import import_csv
 from radpilot.monitoring.report_text import finding_in_report
 from radpilot.store import Database
@@ -146,3 +147,24 @@ def test_hl7_listener(db: Database, studies: dict[str, Any]) -> None:
     assert [e.kind for e in entries] == ["outcome.stored", "outcome.refused", "outcome.refused"]
     text = json.dumps([e.payload for e in entries])
     assert "Pneumonia" not in text and "PAT-SECRET-9" not in text
+
+
+def _with_times(observed: str = "", reported: str = "") -> Any:
+    fields = ["OBR", "1", "", "ACC-1", "CXR^Chest radiograph"] + [""] * 20
+    fields[7], fields[22] = observed, reported
+    text = oru("M9", "ACC-1", "Pneumonia.").replace(
+        "OBR|1||ACC-1|CXR^Chest radiograph", "|".join(fields)
+    )
+    return hl7.parse(text)
+
+
+def test_the_report_time_is_obr_22_else_obr_7() -> None:
+    both = outcome_of(_with_times("20261201080000", "20261201101500+0100"))
+    assert both.at == dt.datetime(2026, 12, 1, 9, 15, tzinfo=dt.UTC)  # OBR-22, to UTC
+    observed = outcome_of(_with_times(observed="20261201080000+0000"))
+    assert observed.at == dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
+    local = outcome_of(_with_times(reported="202612011015"))  # no offset: server local
+    assert local.at == dt.datetime(2026, 12, 1, 10, 15).astimezone(dt.UTC)
+    assert outcome_of(_with_times()).at is None
+    with pytest.raises(ValueError, match="OBR-22 is not an HL7 time"):
+        outcome_of(_with_times(reported="yesterday"))

@@ -1,12 +1,18 @@
 """The numbers of the monitoring dashboard: one row per day for one model, and the
-turnaround ("time saved") comparison of flagged against unflagged studies.
+turnaround ("time saved") comparisons.
 
 Per UTC day over the last ``days``: visible results, positives and the positive rate
 (Wilson 95% CI), decisions and the agreement rate (accepted of decided), failed jobs,
-latency received → result stored (median, p95), and turnaround received → first decision
-(median) for flagged (positive) and unflagged studies. Over the whole window: the median
-turnaround of each group and their difference with a 95% bootstrap CI (2,000 resamples of
-studies within each group) — how much sooner flagged studies were decided.
+latency received → result stored (median, p95), turnaround received → first decision
+(median) for flagged (positive) and unflagged studies, and sensitivity and specificity
+(Wilson 95% CI) over the day's results whose studies have a reference label (reads and
+outcomes: each reader's latest read, majority; a tie decides nothing). The validated
+baseline drawn in: the positive rate of the alert rules, and the sensitivity and
+specificity the newest version's manifest states for its default operating point. Over
+the whole window: the median turnaround of flagged and unflagged studies and their
+difference with a 95% bootstrap CI — how much sooner flagged studies were decided; and
+report turnaround before against after activation
+(:mod:`radpilot.monitoring.turnaround`).
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select
 
+from radpilot.data.adjudication import latest_reads, majority_vote
+from radpilot.monitoring.turnaround import median_difference, turnaround_around_activation
 from radpilot.store import Database
-from radpilot.store.models import Study
+from radpilot.store.models import Read, Study
 from radpilot.store.models_pipeline import Feedback, Job, JobStatus, ModelVersion, Result
 from radpilot.validation.stats import wilson
 
@@ -42,6 +50,13 @@ COLUMNS = (
     "latency_p95_s",
     "turnaround_flagged_p50_s",
     "turnaround_unflagged_p50_s",
+    "labelled",
+    "sensitivity",
+    "sensitivity_low",
+    "sensitivity_high",
+    "specificity",
+    "specificity_low",
+    "specificity_high",
 )
 
 
@@ -57,24 +72,31 @@ def _pct(values: list[float], q: float) -> float | None:
     return None if not values else round(float(np.percentile(values, q)), 3)
 
 
-def _time_saved(flagged: list[float], unflagged: list[float], reps: int = 2000) -> dict[str, Any]:
-    if len(flagged) < 2 or len(unflagged) < 2:
-        return {"flagged_n": len(flagged), "unflagged_n": len(unflagged), "saved_s": None}
-    a, b = np.asarray(flagged), np.asarray(unflagged)
-    rng = np.random.default_rng(0)
-    diffs = [
-        float(np.median(rng.choice(b, b.size)) - np.median(rng.choice(a, a.size)))
-        for _ in range(reps)
-    ]
-    low, high = np.percentile(diffs, [2.5, 97.5])
+def _time_saved(flagged: list[float], unflagged: list[float]) -> dict[str, Any]:
+    found = median_difference(unflagged, flagged)
     return {
-        "flagged_n": int(a.size),
-        "unflagged_n": int(b.size),
-        "flagged_median_s": round(float(np.median(a)), 3),
-        "unflagged_median_s": round(float(np.median(b)), 3),
-        "saved_s": round(float(np.median(b) - np.median(a)), 3),
-        "saved_low_s": round(float(low), 3),
-        "saved_high_s": round(float(high), 3),
+        "flagged_n": found["faster_n"],
+        "unflagged_n": found["slower_n"],
+        "flagged_median_s": found.get("faster_median_s"),
+        "unflagged_median_s": found.get("slower_median_s"),
+        "saved_s": found["saved_s"],
+        "saved_low_s": found.get("saved_low_s"),
+        "saved_high_s": found.get("saved_high_s"),
+    }
+
+
+def _validated(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """The default operating point's stated sensitivity and specificity."""
+    output = (manifest or {}).get("output") or {}
+    points = output.get("operating_points") or []
+    wanted = output.get("default_operating_point")
+    point = next((p for p in points if wanted is None or p.get("name") == wanted), None)
+    if point is None:
+        return {"operating_point": None, "sensitivity": None, "specificity": None}
+    return {
+        "operating_point": point.get("name"),
+        "sensitivity": point.get("sensitivity"),
+        "specificity": point.get("specificity"),
     }
 
 
@@ -91,7 +113,13 @@ def dashboard(
     since = dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=dt.UTC)
     with db.session() as session:
         results = session.execute(
-            select(Result.id, Result.positive, Result.stored_at, Study.last_received_at)
+            select(
+                Result.id,
+                Result.study_pk,
+                Result.positive,
+                Result.stored_at,
+                Study.last_received_at,
+            )
             .join(Study, Result.study_pk == Study.id)
             .join(ModelVersion, Result.model_version_pk == ModelVersion.id)
             .where(ModelVersion.name == model, Result.visible.is_(True), Result.stored_at >= since)
@@ -109,6 +137,18 @@ def dashboard(
                 Feedback.result_pk.in_(ids)
             )
         ).all()
+        votes: dict[int, list[tuple[str, dt.datetime | None, int]]] = defaultdict(list)
+        studies = sorted({r.study_pk for r in results})
+        for start in range(0, len(studies), 500):
+            for read in session.scalars(
+                select(Read).where(Read.study_pk.in_(studies[start : start + 500]))
+            ):
+                votes[read.study_pk].append((read.reader, read.read_at, read.value))
+        newest = session.scalars(
+            select(ModelVersion).where(ModelVersion.name == model).order_by(ModelVersion.id.desc())
+        ).first()
+        validated = _validated(newest.manifest if newest else None)
+        activation = turnaround_around_activation(session, model, days)
         failed = session.execute(
             select(Job.finished_at)
             .join(ModelVersion, Job.model_version_pk == ModelVersion.id)
@@ -123,6 +163,11 @@ def dashboard(
         bucket = by_day[_aware(r.stored_at).date()]
         bucket["positive"].append(bool(r.positive))
         bucket["latency"].append((_aware(r.stored_at) - _aware(r.last_received_at)).total_seconds())
+        truth = majority_vote(latest_reads(votes.get(r.study_pk, [])).values())
+        if truth == 1:
+            bucket["sick"].append(bool(r.positive))
+        elif truth == 0:
+            bucket["well"].append(not r.positive)
         decided = first_decision.get(r.id)
         if decided is not None:
             wait = (_aware(decided) - _aware(r.last_received_at)).total_seconds()
@@ -139,6 +184,8 @@ def dashboard(
         v: dict[str, Any] = by_day.get(day, {})
         positive, decided = v.get("positive", []), v.get("decided", [])
         rate, agree = wilson(sum(positive), len(positive)), wilson(sum(decided), len(decided))
+        sick, well = v.get("sick", []), v.get("well", [])
+        sens, spec = wilson(sum(sick), len(sick)), wilson(sum(well), len(well))
         rows.append(
             {
                 "day": day.isoformat(),
@@ -156,6 +203,13 @@ def dashboard(
                 "latency_p95_s": _pct(v.get("latency", []), 95),
                 "turnaround_flagged_p50_s": _pct(v.get("flagged", []), 50),
                 "turnaround_unflagged_p50_s": _pct(v.get("unflagged", []), 50),
+                "labelled": len(sick) + len(well),
+                "sensitivity": _nan(sens.value),
+                "sensitivity_low": _nan(sens.low),
+                "sensitivity_high": _nan(sens.high),
+                "specificity": _nan(spec.value),
+                "specificity_low": _nan(spec.low),
+                "specificity_high": _nan(spec.high),
             }
         )
     return {
@@ -164,6 +218,8 @@ def dashboard(
         "since": since.isoformat(),
         "until": now.isoformat(),
         "validated_rate": validated_rate,
+        "validated": validated,
         "rows": rows,
         "time_saved": _time_saved(flagged_all, unflagged_all),
+        "activation": activation,
     }

@@ -3,16 +3,20 @@
 python-hl7 provides the MLLP framing and the parser. The study is found by the filler
 order number (OBR-3, the accession number in most RIS) or by a Study Instance UID in
 OBR-3/OBX-5 when the sender puts one there; the report text is every OBX-5 of the
-message, joined. The answer is an ACK: AA when the outcome was stored, AE with the reason
-when it was refused (unknown study, report that neither affirms nor negates), AR for a
-message that is not an ORU or cannot be parsed. Nothing of the message is logged but its
-type and control id.
+message, joined; the report time is OBR-22 (results report / status change), else OBR-7
+(observation time) — an HL7 time without an offset is read as the server's local time —
+and it is what report turnaround counts (:mod:`radpilot.monitoring.turnaround`); a time
+that cannot be read refuses the message (AR). The answer is an ACK: AA when the outcome
+was stored, AE with the reason when it was refused (unknown study, report that neither
+affirms nor negates), AR for a message that is not an ORU or cannot be parsed. Nothing of
+the message is logged but its type and control id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import threading
 from typing import Any
@@ -64,7 +68,29 @@ def outcome_of(message: Any) -> Outcome:
         accession_number=None if uid else order,
         text="\n".join(texts),
         source="hl7",
+        at=_report_time(message),
     )
+
+
+def _report_time(message: Any) -> dt.datetime | None:
+    """OBR-22, else OBR-7, as an aware UTC time; None when neither is filled.
+
+    Raises
+    ------
+    ValueError
+        If the field is filled but not an HL7 time.
+    """
+    for number in (22, 7):
+        text = _field(message, "OBR", number).split("^")[0].strip()
+        if text:
+            try:
+                at = hl7.parse_datetime(text)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"OBR-{number} is not an HL7 time") from exc
+            if at is None:
+                continue
+            return at.astimezone(dt.UTC)  # a naive time is taken as local
+    return None
 
 
 class OutcomeListener:

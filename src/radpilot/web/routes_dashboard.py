@@ -39,6 +39,13 @@ PLOTS: dict[str, tuple[str, list[tuple[str, str | None, str | None, str]]]] = {
         "Agreement with radiologists (95% CI)",
         [("agreement", "agreement_low", "agreement_high", "accepted of decided")],
     ),
+    "performance": (
+        "Sensitivity and specificity against reference labels (95% CI)",
+        [
+            ("sensitivity", "sensitivity_low", "sensitivity_high", "sensitivity"),
+            ("specificity", "specificity_low", "specificity_high", "specificity"),
+        ],
+    ),
     "latency": (
         "Received to result stored, seconds",
         [("latency_p50_s", None, None, "median"), ("latency_p95_s", None, None, "p95")],
@@ -77,7 +84,8 @@ def dashboard_page(
     model: str | None = None,
     days: Days = 30,
 ) -> HTMLResponse:
-    """Volume, failures, positive rate, agreement, latency and turnaround per day."""
+    """Volume, failures, positive rate, agreement, performance, latency and turnaround
+    per day; time saved."""
     models = _models(db)
     chosen = model or (models[0] if models else None)
     data = _data(db, settings, chosen, days) if chosen else None
@@ -149,6 +157,14 @@ def dashboard_plot(
             )
     if plot == "positive_rate" and data["validated_rate"] is not None:
         axis.axhline(data["validated_rate"], color="grey", linestyle="--", label="validated")
+    if plot == "performance":
+        for key, colour in (("sensitivity", "C0"), ("specificity", "C1")):
+            value = data["validated"][key]
+            if value is not None:
+                axis.axhline(
+                    value, color=colour, linestyle="--", linewidth=0.8, label=f"validated {key}"
+                )
+        axis.set_ylim(0.0, 1.05)
     axis.set_title(title, fontsize=9)
     step = max(1, len(x) // 10)
     axis.set_xticks(x[::step], days_axis[::step], fontsize=7)
