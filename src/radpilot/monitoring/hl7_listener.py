@@ -87,9 +87,8 @@ def _report_time(message: Any) -> dt.datetime | None:
                 at = hl7.parse_datetime(text)
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"OBR-{number} is not an HL7 time") from exc
-            if at is None:
-                continue
-            return at.astimezone(dt.UTC)  # a naive time is taken as local
+            if isinstance(at, dt.datetime):
+                return at.astimezone(dt.UTC)  # a naive time is taken as local
     return None
 
 
