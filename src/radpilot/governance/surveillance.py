@@ -25,7 +25,7 @@ from radpilot.monitoring.cbpe import Platt, estimate, fit_platt
 from radpilot.monitoring.drift import compare
 from radpilot.monitoring.features import study_features
 from radpilot.store import Database
-from radpilot.store.models import Read
+from radpilot.store.models import Read, as_utc
 from radpilot.store.models_alerts import Alert, Incident
 from radpilot.store.models_pipeline import AuditEntry, Decision, Feedback, ModelVersion, Result
 from radpilot.validation.stats import Estimate, wilson
@@ -34,10 +34,6 @@ __all__ = ["SCHEMA", "build_surveillance"]
 
 SCHEMA = "radpilot.surveillance/1"
 _MIN_REFERENCE = 20
-
-
-def _aware(at: dt.datetime) -> dt.datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
 
 
 def _est(e: Estimate) -> dict[str, Any]:
@@ -91,7 +87,7 @@ def build_surveillance(
     bucket_days: int = 7,
 ) -> dict[str, Any]:
     """Everything the surveillance page shows, JSON-ready (times in UTC)."""
-    start, end = _aware(start), _aware(end)
+    start, end = as_utc(start), as_utc(end)
     with db.session() as session:
         versions = {
             v.id: v.label
@@ -104,7 +100,7 @@ def build_surveillance(
                 .where(Result.model_version_pk.in_(list(versions)), Result.visible.is_(True))
                 .order_by(Result.stored_at)
             )
-            if start <= _aware(r.stored_at) < end
+            if start <= as_utc(r.stored_at) < end
         ]
         ids = [r.id for r in results]
         feedback = list(session.scalars(select(Feedback).where(Feedback.result_pk.in_(ids))))
@@ -115,7 +111,7 @@ def build_surveillance(
         labels = set(versions.values())
         actions = [
             {
-                "at": _aware(e.at).isoformat(timespec="seconds"),
+                "at": as_utc(e.at).isoformat(timespec="seconds"),
                 "kind": e.kind,
                 "actor": e.actor,
                 "subject": e.subject,
@@ -124,7 +120,7 @@ def build_surveillance(
             for e in session.scalars(
                 select(AuditEntry).where(AuditEntry.subject.in_(labels)).order_by(AuditEntry.seq)
             )
-            if start <= _aware(e.at) < end and e.kind.startswith("model.")
+            if start <= as_utc(e.at) < end and e.kind.startswith("model.")
         ]
         alerts = [
             {
@@ -132,11 +128,11 @@ def build_surveillance(
                 "cause": a.cause,
                 "message": a.message,
                 "status": a.status.value,
-                "opened_at": _aware(a.opened_at).isoformat(timespec="seconds"),
+                "opened_at": as_utc(a.opened_at).isoformat(timespec="seconds"),
                 "acknowledged_by": a.acknowledged_by,
             }
             for a in session.scalars(select(Alert).where(Alert.model == model).order_by(Alert.id))
-            if start <= _aware(a.opened_at) < end
+            if start <= as_utc(a.opened_at) < end
         ]
         incidents = [
             {
@@ -146,10 +142,10 @@ def build_surveillance(
                 "status": i.status.value,
                 "model": i.model,
                 "actions": [x["action"] for x in i.actions],
-                "reported_at": _aware(i.reported_at).isoformat(timespec="seconds"),
+                "reported_at": as_utc(i.reported_at).isoformat(timespec="seconds"),
             }
             for i in session.scalars(select(Incident).order_by(Incident.id))
-            if start <= _aware(i.reported_at) < end
+            if start <= as_utc(i.reported_at) < end
             and ((i.model or "").partition(":")[0] == model or i.study_pk in studies)
         ]
         before = study_features(session, model, until=start)
@@ -175,7 +171,7 @@ def build_surveillance(
     at = start
     while at < end:
         upto = min(at + width, end)
-        inside = [r for r in results if at <= _aware(r.stored_at) < upto]
+        inside = [r for r in results if at <= as_utc(r.stored_at) < upto]
         inside_ids = {r.id for r in inside}
         decided = [f for f in feedback if f.result_pk in inside_ids]
         counts = {d.value: sum(1 for f in decided if f.decision is d) for d in Decision}

@@ -41,7 +41,7 @@ from radpilot.monitoring.drift import DriftThresholds, rate_drift
 from radpilot.monitoring.features import study_features
 from radpilot.monitoring.stream import scan
 from radpilot.store import Database
-from radpilot.store.models import Study, utcnow
+from radpilot.store.models import Study, as_utc, utcnow
 from radpilot.store.models_alerts import Alert, AlertStatus
 from radpilot.store.models_pipeline import Job, JobStatus, ModelVersion, Result
 
@@ -128,10 +128,6 @@ class Firing:
     threshold: float | None = None
 
 
-def _aware(at: dt.datetime) -> dt.datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
-
-
 def _check(session: Session, rules: ModelRules, now: dt.datetime) -> list[Firing]:
     name, found = rules.model, []
     if rules.drift is not None or rules.positive_rate is not None:
@@ -184,7 +180,7 @@ def _check(session: Session, rules: ModelRules, now: dt.datetime) -> list[Firing
             .join(ModelVersion, Result.model_version_pk == ModelVersion.id)
             .where(ModelVersion.name == name, Result.stored_at >= now - dt.timedelta(days=1))
         ).all()
-        waits = sorted((_aware(b) - _aware(a)).total_seconds() for a, b in pairs)
+        waits = sorted((as_utc(b) - as_utc(a)).total_seconds() for a, b in pairs)
         if waits:
             p95 = waits[min(len(waits) - 1, int(0.95 * len(waits)))]
             if p95 > rules.latency_p95_seconds:
@@ -276,7 +272,7 @@ def _payload(a: Alert) -> dict[str, Any]:
         "value": a.value,
         "threshold": a.threshold,
         "status": a.status.value,
-        "opened_at": _aware(a.opened_at).isoformat(timespec="seconds"),
+        "opened_at": as_utc(a.opened_at).isoformat(timespec="seconds"),
     }
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from radpilot.data.adjudication import latest_reads, majority_vote
 from radpilot.monitoring.turnaround import median_difference, turnaround_around_activation
 from radpilot.store import Database
-from radpilot.store.models import Read, Study
+from radpilot.store.models import Read, Study, as_utc
 from radpilot.store.models_pipeline import Feedback, Job, JobStatus, ModelVersion, Result
 from radpilot.validation.stats import wilson
 
@@ -58,10 +58,6 @@ COLUMNS = (
     "specificity_low",
     "specificity_high",
 )
-
-
-def _aware(at: dt.datetime) -> dt.datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
 
 
 def _nan(value: float) -> float | None:
@@ -108,7 +104,7 @@ def dashboard(
     validated_rate: float | None = None,
 ) -> dict[str, Any]:
     """The dashboard of ``model`` over the last ``days`` days (JSON-ready)."""
-    now = _aware(now or dt.datetime.now(dt.UTC))
+    now = as_utc(now or dt.datetime.now(dt.UTC))
     first_day = (now - dt.timedelta(days=days - 1)).date()
     since = dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=dt.UTC)
     with db.session() as session:
@@ -160,9 +156,9 @@ def dashboard(
     flagged_all: list[float] = []
     unflagged_all: list[float] = []
     for r in results:
-        bucket = by_day[_aware(r.stored_at).date()]
+        bucket = by_day[as_utc(r.stored_at).date()]
         bucket["positive"].append(bool(r.positive))
-        bucket["latency"].append((_aware(r.stored_at) - _aware(r.last_received_at)).total_seconds())
+        bucket["latency"].append((as_utc(r.stored_at) - as_utc(r.last_received_at)).total_seconds())
         truth = majority_vote(latest_reads(votes.get(r.study_pk, [])).values())
         if truth == 1:
             bucket["sick"].append(bool(r.positive))
@@ -170,14 +166,14 @@ def dashboard(
             bucket["well"].append(not r.positive)
         decided = first_decision.get(r.id)
         if decided is not None:
-            wait = (_aware(decided) - _aware(r.last_received_at)).total_seconds()
+            wait = (as_utc(decided) - as_utc(r.last_received_at)).total_seconds()
             (bucket["flagged"] if r.positive else bucket["unflagged"]).append(wait)
             (flagged_all if r.positive else unflagged_all).append(wait)
     for d in decisions:
-        by_day[_aware(d.decided_at).date()]["decided"].append(d.decision.value == "accept")
+        by_day[as_utc(d.decided_at).date()]["decided"].append(d.decision.value == "accept")
     for (finished,) in failed:
         if finished is not None:
-            by_day[_aware(finished).date()]["failed"].append(1)
+            by_day[as_utc(finished).date()]["failed"].append(1)
     rows = []
     for offset in range(days):
         day = first_day + dt.timedelta(days=offset)

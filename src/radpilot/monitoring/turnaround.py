@@ -22,14 +22,10 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from radpilot.store.models import Read, Series, Study
+from radpilot.store.models import Read, Series, Study, as_utc
 from radpilot.store.models_pipeline import AuditEntry, ModelState, ModelVersion
 
 __all__ = ["activation_time", "median_difference", "turnaround_around_activation"]
-
-
-def _utc(at: dt.datetime) -> dt.datetime:
-    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at.astimezone(dt.UTC)
 
 
 def median_difference(slower: list[float], faster: list[float], reps: int = 2000) -> dict[str, Any]:
@@ -67,7 +63,7 @@ def activation_time(session: Session, model: str) -> dt.datetime | None:
         .order_by(AuditEntry.seq)
     ):
         if (entry.payload or {}).get("to") == ModelState.ACTIVE.value:
-            return _utc(entry.at)
+            return as_utc(entry.at)
     return None
 
 
@@ -103,10 +99,10 @@ def turnaround_around_activation(session: Session, model: str, days: int = 30) -
     before: list[float] = []
     after: list[float] = []
     for _, received, reported_at in session.execute(query).all():
-        wait = (_utc(reported_at) - _utc(received)).total_seconds()
+        wait = (as_utc(reported_at) - as_utc(received)).total_seconds()
         if wait < 0:  # a report before the images: not a turnaround
             continue
-        (before if _utc(received) < activated else after).append(wait)
+        (before if as_utc(received) < activated else after).append(wait)
     found = median_difference(before, after)
     return {
         "activated_at": activated.isoformat(timespec="seconds"),

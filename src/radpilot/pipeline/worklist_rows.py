@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from radpilot.core.errors import RadpilotError
-from radpilot.store.models import Instance, Series
+from radpilot.store.models import Instance, Series, as_utc
 from radpilot.store.models_pipeline import Decision, Feedback, ModelVersion, Result, ResultObject
 
 __all__ = [
@@ -36,13 +36,6 @@ __all__ = [
 
 class StudyNotFoundError(RadpilotError):
     """No study has the id or Study Instance UID asked for."""
-
-
-def as_utc(value: dt.datetime) -> dt.datetime:
-    """``value`` as an aware UTC time (SQLite gives naive UTC, PostgreSQL aware times)."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ __all__ = [
     "ReceiptOutcome",
     "Series",
     "Study",
+    "as_utc",
     "utcnow",
 ]
 
@@ -54,6 +55,13 @@ UID = String(64)
 def utcnow() -> dt.datetime:
     """Timezone-aware now, in UTC; all stored times are UTC."""
     return dt.datetime.now(dt.UTC)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` as an aware UTC time (SQLite gives naive UTC, PostgreSQL aware times)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
 
 
 class Base(DeclarativeBase):

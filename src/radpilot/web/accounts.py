@@ -25,7 +25,7 @@ from radpilot.core.errors import RadpilotError
 from radpilot.core.settings import Settings
 from radpilot.governance.audit import AuditLog
 from radpilot.store import Database
-from radpilot.store.models import utcnow
+from radpilot.store.models import as_utc, utcnow
 from radpilot.store.models_users import ApiToken, Role, User, UserSession
 
 __all__ = [
@@ -248,10 +248,6 @@ def open_session(db: Database, settings: Settings, username: str) -> OpenedSessi
     return OpenedSession(token, csrf, expires)
 
 
-def _aware(at: dt.datetime) -> dt.datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
-
-
 def lookup_session(
     db: Database, settings: Settings, token: str, now: dt.datetime | None = None
 ) -> SessionLookup:
@@ -264,11 +260,11 @@ def lookup_session(
         if row is None or row.ended_at is not None or row.user.disabled:
             return SessionLookup("unknown" if row is None else "expired")
         idle = dt.timedelta(minutes=settings.session_idle_minutes)
-        if now >= _aware(row.expires_at) or now - _aware(row.last_seen_at) >= idle:
+        if now >= as_utc(row.expires_at) or now - as_utc(row.last_seen_at) >= idle:
             row.ended_at = now
             session.commit()
             return SessionLookup("expired")
-        if now - _aware(row.last_seen_at) >= _TOUCH_EVERY:
+        if now - as_utc(row.last_seen_at) >= _TOUCH_EVERY:
             row.last_seen_at = now
             session.commit()
         return SessionLookup("ok", row.user.username, row.user.role, row.csrf_token)
@@ -319,7 +315,7 @@ def token_user(db: Database, token: str) -> UserRow | None:
         ).first()
         if row is None or row.revoked_at is not None or row.user.disabled:
             return None
-        if row.last_used_at is None or now - _aware(row.last_used_at) >= _TOUCH_EVERY:
+        if row.last_used_at is None or now - as_utc(row.last_used_at) >= _TOUCH_EVERY:
             row.last_used_at = now
             session.commit()
         return _row(row.user)
