@@ -1,20 +1,39 @@
 """Whether a final report says a finding is present: rules with negation, in the manner of
-NegEx (Chapman et al. 2001), for English radiology reports.
+NegEx and ConText (Chapman et al. 2001, Harkema et al. 2009), for English chest
+radiograph reports.
 
-The report is split into sentences. A sentence that names the finding (a term or a
-synonym) is **negated** when a negation cue precedes the term within the sentence ("no",
-"without", "negative for", "free of", "no evidence of", "resolved") or a post-negation cue
-follows it ("is not seen", "has resolved", "ruled out"); **uncertain** when a hedge is
-there ("possible", "cannot exclude", "may represent", "questionable"); else **affirmed**.
-The report counts as present when any sentence affirms the finding, absent when it is
-mentioned only negated, and undetermined (None) when it is not mentioned or only hedged —
-an undetermined report is not used as an outcome label. A "but"/"however" ends a cue's
-scope. The terms for pneumonia are :data:`PNEUMONIA`.
+The report is split into sentences (``.``, ``!``, ``?`` or ``;`` before a space, or a
+line break). Sentences of the request — history, indication, clinical question — are
+dropped, and so are recommendations ("recommend", "to ensure resolution"): they name the
+finding without reporting it. Section headers ("FINDINGS:", "IMPRESSION:") are cut off.
+Each sentence is cut into clauses at "but", "however", "although", "whereas". Every
+mention of a term (:data:`PNEUMONIA`, with common misspellings) in a clause is then judged,
+first rule that applies:
 
-medspaCy's ConText does the same with a larger rule set; it is not used because it pulls
-spaCy and its models, which cannot be downloaded here. The agreement of these rules with
-hand labels is measured in ``tests/test_outcomes.py`` on the sample in
-``tests/data/report_sample.csv`` — written for this purpose, not clinical reports.
+1. **still present** — a pseudo-negation before it ("no change in", "no improvement in",
+   "no resolution of") or a persistence after it ("persists", "remains", "has not
+   resolved"): affirmed;
+2. **not excluded** — "cannot exclude", "not excluded", "cannot rule out": uncertain;
+3. **negated** — a negation cue up to eight words before it ("no", "without", "neither",
+   "negative for", "free of", "resolution of", "clearance of") or after it ("is not seen",
+   "no longer seen", "has cleared", "resolved", ": none"): negated;
+4. **hedged** — a hedge before or after it ("possible", "may", "could", "questionable",
+   "?" right before the term, "X or" right before it, "or X" right after, "versus",
+   "differential", "consideration", "if", "equivocal"): uncertain;
+5. otherwise affirmed — "likely", "probable", "consistent with", "in keeping with",
+   "suspicious for" and "concerning for" commit to the finding and count as affirmed.
+
+A sentence that calls the lungs normal ("lungs are clear", "normal chest radiograph",
+"no acute cardiopulmonary process", "NAD", "within normal limits") counts as a negated
+mention, and so does a negated mention of an unspecific opacity
+(:data:`PNEUMONIA_NEGATED_ONLY`: "no focal airspace opacity"), whose presence alone says
+nothing. The report is **present** (1) when any mention is affirmed, **undetermined**
+(None) when any is uncertain or none is found, and **absent** (0) when every mention is
+negated; an undetermined report is not used as an outcome label.
+
+Agreement with labels written independently of these rules is measured in
+``tests/test_outcomes.py`` and ``docs/monitoring.md``: a development sample the rules were
+revised on, and a held-out sample they were never changed for.
 """
 
 from __future__ import annotations
@@ -22,89 +41,251 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["PNEUMONIA", "finding_in_report"]
+__all__ = [
+    "NORMAL_LUNGS",
+    "PNEUMONIA",
+    "PNEUMONIA_NEGATED_ONLY",
+    "finding_in_report",
+    "judge_sentence",
+]
 
 PNEUMONIA: tuple[str, ...] = (
     "pneumonia",
+    "pneumonias",
     "pneumonic",
+    "bronchopneumonia",
     "consolidation",
+    "consolidations",
     "consolidative",
+    "consolidated",
+    "infiltrate",
+    "infiltrates",
+    "infection",
+    "infective",
+    "infectious",
+    "lrti",
+    "aspiration",
+    # misspellings seen in dictated reports
+    "pnuemonia",
+    "pneumona",
+    "pnemonia",
+    "pneumonai",
+    "consolidaton",
+    "consolidaiton",
+    "consolodation",
+)
+#: Terms whose negation says the finding is absent but whose presence does not say it is
+#: there ("no focal airspace opacity" excludes pneumonia; "airspace opacity" alone may be
+#: oedema, haemorrhage or atelectasis).
+PNEUMONIA_NEGATED_ONLY: tuple[str, ...] = (
     "airspace disease",
     "airspace opacity",
     "airspace opacities",
-    "infiltrate",
-    "infiltrates",
-    "bronchopneumonia",
+    "airspace opacification",
+    "airspace shadowing",
+    "opacity",
+    "opacities",
+    "opacification",
+    "shadowing",
 )
-_PRE = (
-    "no",
-    "not",
-    "without",
-    "negative for",
-    "free of",
-    "no evidence of",
-    "no signs of",
-    "absence of",
-    "resolution of",
-    "resolved",
-    "clear of",
-    "rather than",
+#: Statements that the lungs are normal: a negated mention of any lung finding.
+NORMAL_LUNGS: tuple[str, ...] = (
+    r"\blungs?\s+(?:fields?\s+)?(?:are\s+|is\s+|remain\s+|appear\s+)?(?:both\s+)?clear\b",
+    r"\bclear\s+lungs?\b",
+    r"\blungs?\s*:\s*clear\b",
+    r"\blung\s+parenchyma\s+(?:is\s+)?clear\b",
+    r"\bclear\s+lung\s+fields\b",
+    r"\bnormal\s+(?:chest|cxr|study|examination|radiograph|film)\b",
+    r"\bno\s+acute\s+(?:cardiopulmonary|cardio-pulmonary|chest|lung|pulmonary)\s+"
+    r"(?:process|abnormality|abnormalities|disease|findings?|pathology)\b",
+    r"\bno\s+acute\s+(?:abnormality|abnormalities|findings?)\b",
+    r"\bnad\b",
+    r"\bwithin\s+normal\s+limits\b",
+    r"\bno\s+active\s+(?:lung|pulmonary|chest)\s+disease\b",
 )
-_POST = (
-    "is not seen",
-    "are not seen",
-    "not identified",
-    "is absent",
-    "are absent",
-    "has resolved",
-    "have resolved",
-    "ruled out",
-    "is excluded",
-    "not present",
+
+_REQUEST = re.compile(
+    r"^\s*(?:clinical\s+|reason\s+for\s+(?:exam(?:ination)?|study|request)\s*)?"
+    r"(?:history|hx|indications?|information|info|details|question|notes?|request|"
+    r"query|reason|clinical)\b"
 )
-_HEDGE = (
-    "possible",
-    "possibly",
-    "cannot exclude",
-    "cannot be excluded",
-    "may represent",
-    "questionable",
-    "suspicious for",
-    "concerning for",
-    "could represent",
-    "likely",
-    "probable",
-    "versus",
-    "vs",
+_RECOMMENDATION = re.compile(
+    r"\brecommend|\bsuggest(?:ed)?\s+(?:a\s+)?(?:follow|repeat|ct\b)|"
+    r"\b(?:ensure|document|confirm|demonstrate)\s+(?:its\s+|complete\s+)?(?:resolution|clearance)"
 )
-_BREAK = re.compile(r"\b(but|however|although|though)\b")
+_HEADER = re.compile(
+    r"^\s*(?:\d+[.)]\s*)?(?:findings?|impressions?|conclusions?|comparison|technique|"
+    r"report|opinion|comment|summary|cxr(?:\s+(?:pa|ap))?|ap\s+portable|pa|ap)\s*:\s*"
+)
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
+_CLAUSE = re.compile(r"\b(?:but|however|although|though|whereas)\b")
+_WINDOW = 8  # words a negation cue before a term reaches
+
+_STILL_BEFORE = (
+    r"\bno\s+(?:significant\s+|definite\s+|appreciable\s+)?(?:interval\s+)?"
+    r"(?:change|improvement|resolution|clearing|clearance)\b",
+    r"\bnot\s+(?:only|resolved|cleared|improved)\b",
+    r"\bno\s+longer\s+improving\b",
+)
+_STILL_AFTER = (
+    r"^\W*(?:\w+\W+){0,3}?(?:persists?|persisting|persistent|remains?|remaining|"
+    r"unchanged|again\s+(?:seen|noted|demonstrated))\b",
+    r"\bhas\s+not\s+(?:resolved|cleared|improved)\b",
+    r"\b(?:has|have)\s+(?:increased|progressed|worsened|extended)\b",
+    r"\b(?:partially|partly|incompletely|not\s+fully|not\s+completely)\s+"
+    r"(?:resolved|cleared|resolving)\b",
+    r"\bno\s+(?:significant\s+)?(?:improvement|resolution|change)\b",
+)
+_NOT_EXCLUDED = (
+    r"\bcannot\s+(?:be\s+)?(?:excluded?|ruled?\s+out)\b",
+    r"\bcan'?t\s+(?:be\s+)?(?:excluded?|ruled?\s+out)\b",
+    r"\bnot\s+(?:be\s+)?(?:excluded|ruled\s+out)\b",
+    r"\bcannot\s+rule\s+out\b",
+)
+_NEGATION_BEFORE = (
+    r"\bno\b",
+    r"\bnot\b",
+    r"\bnil\b",
+    r"\bwithout\b",
+    r"\bneither\b",
+    r"\bnor\b",
+    r"\bnegative\s+for\b",
+    r"\bfree\s+of\b",
+    r"\bclear\s+of\b",
+    r"\babsence\s+of\b",
+    r"\bresolution\s+of\b",
+    r"\bclearance\s+of\b",
+    r"\bclearing\s+of\b",
+    r"\brather\s+than\b",
+    r"\bruled?\s+out\b",
+    r"\bexcluded?\b",
+)
+_NEGATION_AFTER = (
+    r"\b(?:is|are|was|were)\s+(?:not|no\s+longer)\s+(?:seen|identified|evident|visible|"
+    r"apparent|demonstrated|present|appreciated)\b",
+    r"\bno\s+longer\s+(?:seen|identified|evident|visible|apparent|demonstrated|present)\b",
+    r"\bnot\s+(?:seen|identified|evident|visible|apparent|demonstrated|present)\b",
+    r"\b(?:has|have)\s+(?:now\s+)?(?:completely\s+|fully\s+|largely\s+)?"
+    r"(?:resolved|cleared)\b",
+    r"\b(?:resolved|cleared)\b",
+    r"\b(?:complete\s+)?resolution\b",
+    r"\b(?:is|are)\s+(?:absent|excluded)\b",
+    r"\b(?:ruled\s+out|excluded)\b",
+    r"^\W*:\s*(?:none|nil|no|absent)\b",
+    r"^\W*(?:none|nil)\b",
+)
+_HEDGE_BEFORE = (
+    r"\bpossibl[ey]\b",
+    r"\bpossibility\b",
+    r"\bmay\b",
+    r"\bmight\b",
+    r"\bcould\b",
+    r"\bquestionable\b",
+    r"\bquery\b",
+    r"\bequivocal\b",
+    r"\buncertain\b",
+    r"\bindeterminate\b",
+    r"\bdifferential\b",
+    r"\bif\b",
+    r"\bversus\b",
+    r"\bvs\.?(?=\s)",
+    r"\bor\s+(?:\w+\s+){0,2}$",  # "atelectasis or early pneumonia"
+    r"\?\s*(?:\w+\s+)?$",  # "?consolidation", "? early consolidation"
+    r"\bconcern\s+for\b",  # "clinical concern for"
+)
+_HEDGE_AFTER = (
+    r"^\W*(?:\w+\W+){0,1}?(?:or|versus|vs)\b",  # "pneumonia or atelectasis"
+    r"\bconsideration\b",
+    r"\bconsidered\b",
+    r"\bpossibility\b",
+    r"\bdifferential\b",
+    r"\bpossibl[ey]\b",
+    r"\bquestionable\b",
+    r"\bequivocal\b",
+    r"\?",
+)
 
 
-def _has(text: str, phrases: Sequence[str]) -> bool:
-    return any(re.search(rf"\b{re.escape(p)}\b", text) for p in phrases)
+def _any(patterns: Sequence[str], text: str) -> bool:
+    return any(re.search(p, text) for p in patterns)
 
 
-def _judge(sentence: str, terms: Sequence[str]) -> str | None:
-    for clause in _BREAK.split(sentence):
-        for term in terms:
-            found = re.search(rf"\b{re.escape(term)}\b", clause)
-            if found is None:
-                continue
-            before, after = clause[: found.start()], clause[found.end() :]
-            if _has(before, _PRE) or _has(after, _POST):
-                return "negated"
-            if _has(before, _HEDGE) or _has(after, _HEDGE):
-                return "uncertain"
-            return "affirmed"
-    return None
+def _normalise(text: str) -> str:
+    text = text.lower().replace("air space", "airspace").replace("air-space", "airspace")
+    return re.sub(r"[ \t]+", " ", text)
 
 
-def finding_in_report(text: str, terms: Sequence[str] = PNEUMONIA) -> int | None:
+def _window(before: str) -> str:
+    """The last :data:`_WINDOW` words of ``before`` (a negation cue's reach)."""
+    words = re.findall(r"\S+", before)
+    return " ".join(words[-_WINDOW:]) + (" " if before.endswith(" ") else "")
+
+
+def _mention(before: str, after: str) -> str:
+    near = _window(before)
+    if _any(_STILL_BEFORE, near) or _any(_STILL_AFTER, after):
+        return "affirmed"
+    if _any(_NOT_EXCLUDED, near) or _any(_NOT_EXCLUDED, after):
+        return "uncertain"
+    if _any(_NEGATION_BEFORE, near) or _any(_NEGATION_AFTER, after):
+        return "negated"
+    if _any(_HEDGE_BEFORE, near) or _any(_HEDGE_AFTER, after):
+        return "uncertain"
+    return "affirmed"
+
+
+def _pattern(terms: Sequence[str]) -> re.Pattern[str] | None:
+    if not terms:
+        return None
+    ordered = sorted(terms, key=len, reverse=True)  # "airspace opacity" before "opacity"
+    return re.compile(r"\b(?:" + "|".join(re.escape(t) for t in ordered) + r")\b")
+
+
+def judge_sentence(
+    sentence: str,
+    terms: Sequence[str] = PNEUMONIA,
+    normal: Sequence[str] = NORMAL_LUNGS,
+    negated_only: Sequence[str] = PNEUMONIA_NEGATED_ONLY,
+) -> list[str]:
+    """The judgement of every mention in one sentence (already lower case): ``affirmed``,
+    ``negated`` or ``uncertain``; empty for a request or recommendation sentence. A
+    ``negated_only`` term counts only when negated."""
+    if _REQUEST.match(sentence) or _RECOMMENDATION.search(sentence):
+        return []
+    sentence = _HEADER.sub("", sentence)
+    found = []
+    strong, weak = _pattern(terms), _pattern(negated_only)
+    for clause in _CLAUSE.split(sentence):
+        taken: list[tuple[int, int]] = []
+        for match in strong.finditer(clause) if strong else ():
+            taken.append(match.span())
+            found.append(_mention(clause[: match.start()], clause[match.end() :]))
+        for match in weak.finditer(clause) if weak else ():
+            inside = any(a <= match.start() < b for a, b in taken)
+            if not inside and _mention(clause[: match.start()], clause[match.end() :]) == (
+                "negated"
+            ):
+                found.append("negated")
+    if _any(normal, sentence):
+        found.append("negated")
+    return found
+
+
+def finding_in_report(
+    text: str,
+    terms: Sequence[str] = PNEUMONIA,
+    normal: Sequence[str] = NORMAL_LUNGS,
+    negated_only: Sequence[str] = PNEUMONIA_NEGATED_ONLY,
+) -> int | None:
     """1 the report affirms the finding, 0 it mentions it only negated, None otherwise."""
-    seen = [_judge(s, terms) for s in _SENTENCE.split(text.lower()) if s.strip()]
+    seen = [
+        judgement
+        for sentence in _SENTENCE.split(_normalise(text))
+        if sentence.strip()
+        for judgement in judge_sentence(sentence, terms, normal, negated_only)
+    ]
     if "affirmed" in seen:
         return 1
-    if "negated" in seen and "uncertain" not in seen:
-        return 0
-    return None
+    if "uncertain" in seen or not seen:
+        return None
+    return 0
