@@ -6,20 +6,23 @@ The report is split into sentences (``.``, ``!``, ``?`` or ``;`` before a space,
 line break). Sentences of the request — history, indication, clinical question — are
 dropped, and so are recommendations ("recommend", "to ensure resolution"): they name the
 finding without reporting it. Section headers ("FINDINGS:", "IMPRESSION:") are cut off.
-Each sentence is cut into clauses at "but", "however", "although", "whereas". Every
+Each sentence is cut into clauses at "but", "however", "although", "whereas", "apart
+from", "except", "which", "there is/are" (where ConText ends a cue's scope). Every
 mention of a term (:data:`PNEUMONIA`, with common misspellings) in a clause is then judged,
 first rule that applies:
 
 1. **still present** — a pseudo-negation before it ("no change in", "no improvement in",
-   "no resolution of") or a persistence after it ("persists", "remains", "has not
-   resolved"): affirmed;
-2. **not excluded** — "cannot exclude", "not excluded", "cannot rule out": uncertain;
-3. **negated** — a negation cue up to eight words before it ("no", "without", "neither",
-   "negative for", "free of", "resolution of", "clearance of") or after it ("is not seen",
-   "no longer seen", "has cleared", "resolved", ": none"): negated;
+   "failure of resolution", "incomplete resolution", "partially resolved") or a
+   persistence after it ("persists", "remains", "has not resolved"): affirmed;
+2. **not excluded** — "cannot (entirely) exclude", "not excluded", "cannot rule out",
+   "neither confirmed nor excluded": uncertain;
+3. **negated** — a negation cue up to ten words before it ("no", "without", "neither",
+   "negative for", "free of", "clear of", "resolved", "resolution of", "clearance of";
+   a cue's reach ends at "favoured" or "represents") or after it ("is not seen", "no
+   longer seen", "has cleared", "resolved", "absent", ": none"): negated;
 4. **hedged** — a hedge before or after it ("possible", "may", "could", "questionable",
-   "?" right before the term, "X or" right before it, "or X" right after, "versus",
-   "differential", "consideration", "if", "equivocal"): uncertain;
+   "?" right before or after the term, "X or" right before it, "or X" right after,
+   "versus", "differential", "consideration", "if", "equivocal"): uncertain;
 5. otherwise affirmed — "likely", "probable", "consistent with", "in keeping with",
    "suspicious for" and "concerning for" commit to the finding and count as affirmed.
 
@@ -90,13 +93,15 @@ PNEUMONIA_NEGATED_ONLY: tuple[str, ...] = (
 )
 #: Statements that the lungs are normal: a negated mention of any lung finding.
 NORMAL_LUNGS: tuple[str, ...] = (
-    r"\blungs?\s+(?:fields?\s+)?(?:are\s+|is\s+|remain\s+|appear\s+)?(?:both\s+)?clear\b",
+    r"\blungs?\b[^.;:]{0,40}?\bclear\b",  # "lungs are well expanded and clear"
+    r"\bchest\s+(?:is\s+|appears\s+)?clear\b",
     r"\bclear\s+lungs?\b",
     r"\blungs?\s*:\s*clear\b",
     r"\blung\s+parenchyma\s+(?:is\s+)?clear\b",
     r"\bclear\s+lung\s+fields\b",
     r"\bnormal\s+(?:chest|cxr|study|examination|radiograph|film)\b",
-    r"\bno\s+acute\s+(?:cardiopulmonary|cardio-pulmonary|chest|lung|pulmonary)\s+"
+    r"\bno\s+acute\s+(?:cardiopulmonary|cardio-pulmonary|chest|lung|pulmonary|"
+    r"intrathoracic|thoracic)\s+"
     r"(?:process|abnormality|abnormalities|disease|findings?|pathology)\b",
     r"\bno\s+acute\s+(?:abnormality|abnormalities|findings?)\b",
     r"\bnad\b",
@@ -118,12 +123,23 @@ _HEADER = re.compile(
     r"report|opinion|comment|summary|cxr(?:\s+(?:pa|ap))?|ap\s+portable|pa|ap)\s*:\s*"
 )
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
-_CLAUSE = re.compile(r"\b(?:but|however|although|though|whereas)\b")
-_WINDOW = 8  # words a negation cue before a term reaches
+_CLAUSE = re.compile(
+    r"\b(?:but|however|although|though|whereas|apart\s+from|except|aside\s+from|which|"
+    r"there\s+is|there\s+are)\b"
+)
+_WINDOW = 10  # words a negation cue before a term reaches
+_COMMIT = re.compile(  # ends a negation cue's reach; "may represent" stays a hedge
+    r"\b(?:favou?red|(?<!may )(?<!could )(?<!might )(?:represents?|representing))\b"
+)
 
 _STILL_BEFORE = (
     r"\bno\s+(?:significant\s+|definite\s+|appreciable\s+)?(?:interval\s+)?"
     r"(?:change|improvement|resolution|clearing|clearance)\b",
+    r"\bno\s+(?:evidence|sign|signs)\s+of\s+(?:improvement|resolution|clearing|change)\b",
+    r"\b(?:failure|lack)\s+of\s+(?:resolution|improvement|clearing|clearance)\b",
+    r"\b(?:incomplete|partial)\s+(?:resolution|clearing|clearance)\b",
+    r"\b(?:partially|partly|incompletely|not\s+fully|not\s+completely)\s+"
+    r"(?:resolved|cleared|resolving)\b",
     r"\bnot\s+(?:only|resolved|cleared|improved)\b",
     r"\bno\s+longer\s+improving\b",
 )
@@ -137,10 +153,10 @@ _STILL_AFTER = (
     r"\bno\s+(?:significant\s+)?(?:improvement|resolution|change)\b",
 )
 _NOT_EXCLUDED = (
-    r"\bcannot\s+(?:be\s+)?(?:excluded?|ruled?\s+out)\b",
-    r"\bcan'?t\s+(?:be\s+)?(?:excluded?|ruled?\s+out)\b",
-    r"\bnot\s+(?:be\s+)?(?:excluded|ruled\s+out)\b",
+    r"\b(?:cannot|can'?t|could\s+not|not)\s+(?:be\s+)?(?:entirely\s+|completely\s+|"
+    r"definitely\s+|confidently\s+|reliably\s+)?(?:excluded?|ruled?\s+out)\b",
     r"\bcannot\s+rule\s+out\b",
+    r"\bneither\s+(?:be\s+)?confirmed\s+nor\s+(?:excluded|refuted)\b",
 )
 _NEGATION_BEFORE = (
     r"\bno\b",
@@ -156,6 +172,7 @@ _NEGATION_BEFORE = (
     r"\bresolution\s+of\b",
     r"\bclearance\s+of\b",
     r"\bclearing\s+of\b",
+    r"\bresolved\b",
     r"\brather\s+than\b",
     r"\bruled?\s+out\b",
     r"\bexcluded?\b",
@@ -171,6 +188,7 @@ _NEGATION_AFTER = (
     r"\b(?:complete\s+)?resolution\b",
     r"\b(?:is|are)\s+(?:absent|excluded)\b",
     r"\b(?:ruled\s+out|excluded)\b",
+    r"^\W*(?:is\s+|are\s+)?absent\b",
     r"^\W*:\s*(?:none|nil|no|absent)\b",
     r"^\W*(?:none|nil)\b",
 )
@@ -202,7 +220,7 @@ _HEDGE_AFTER = (
     r"\bpossibl[ey]\b",
     r"\bquestionable\b",
     r"\bequivocal\b",
-    r"\?",
+    r"^\s*\?",  # "consolidation?"; a "?" later in the clause is about something else
 )
 
 
@@ -222,7 +240,7 @@ def _window(before: str) -> str:
 
 
 def _mention(before: str, after: str) -> str:
-    near = _window(before)
+    near = _window(_COMMIT.split(before)[-1])  # "not typical of X, favoured to represent Y"
     if _any(_STILL_BEFORE, near) or _any(_STILL_AFTER, after):
         return "affirmed"
     if _any(_NOT_EXCLUDED, near) or _any(_NOT_EXCLUDED, after):
