@@ -25,21 +25,48 @@ from radpilot.store.models import Read
 from radpilot.store.models_pipeline import AuditEntry
 from tests.helpers_worklist import T0, Rows
 
-SAMPLE = Path(__file__).parent / "data" / "report_sample.csv"
+DATA = Path(__file__).parent / "data"
+#: Three samples of 200 chest radiograph reports, each written and labelled by a separate
+#: author who never saw the rules (docs/monitoring.md): the rules were revised on the
+#: first two; the third was measured once, after the last revision.
+SAMPLES = {
+    "report_sample_independent.csv": 199,  # development (the rules before revision: 132)
+    "report_sample_heldout.csv": 198,  # development, measured first at 184 (before: 130)
+    "report_sample_test.csv": 191,  # held out (the rules before revision: 130)
+}
 
 
-def test_rules_against_the_labelled_sample() -> None:
-    with SAMPLE.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert len(rows) == 40
-    wrong = [
-        (r["text"], r["label"], got)
-        for r in rows
-        if (got := finding_in_report(r["text"])) != (int(r["label"]) if r["label"] else None)
-    ]
-    assert wrong == []  # 40/40 on a sample written with the rules (docs/monitoring.md)
+def _labelled(name: str) -> list[tuple[str, int | None]]:
+    with (DATA / name).open(newline="", encoding="utf-8") as handle:
+        return [
+            (r["text"], int(r["label"]) if r["label"] else None) for r in csv.DictReader(handle)
+        ]
+
+
+@pytest.mark.parametrize(("name", "floor"), SAMPLES.items())
+def test_rules_against_independently_labelled_samples(name: str, floor: int) -> None:
+    rows = _labelled(name)
+    assert len(rows) == 200 and {label for _, label in rows} == {0, 1, None}
+    got = [finding_in_report(text) for text, _ in rows]
+    agree = sum(g == label for g, (_, label) in zip(got, rows, strict=True))
+    assert agree >= floor, f"{name}: {agree}/200 agree, the documented figure is {floor}"
+    stored = [(g, label) for g, (_, label) in zip(got, rows, strict=True) if g is not None]
+    assert sum(g == label for g, label in stored) / len(stored) >= 0.95  # labels kept
+
+
+def test_rules_on_cases_that_once_went_wrong() -> None:
     assert finding_in_report("No pneumothorax. Pneumonia in the right base.") == 1
     assert finding_in_report("Nothing about the lungs.") is None
+    assert finding_in_report("History: ?pneumonia. Findings: Lungs clear.") == 0  # request
+    assert finding_in_report("No change in the right lower lobe consolidation.") == 1
+    assert finding_in_report("Incomplete resolution of the left lower lobe pneumonia.") == 1
+    assert finding_in_report("Resolved right middle lobe pneumonia.") == 0
+    assert finding_in_report("Pneumonia cannot be entirely excluded.") is None
+    assert finding_in_report("Atelectasis or early pneumonia at the left base.") is None
+    assert finding_in_report("RUL pneumonia with bulging fissure ?Klebsiella.") == 1
+    assert finding_in_report("No focal airspace opacity.") == 0  # negated, unspecific
+    assert finding_in_report("Bilateral airspace opacities.") is None  # affirmed, unspecific
+    assert finding_in_report("If concern for pneumonia persists, CT is recommended.") is None
 
 
 @pytest.fixture
