@@ -70,6 +70,9 @@ def test_package_predicts_on_a_512_px_radiograph_as_on_the_training_image(
         expected = network(x).softmax(dim=1)[:, 1].numpy()
     threshold = manifest.output.operating_point()
     assert threshold is not None and threshold.label == "pneumonia"
+    embedding = manifest.embedding  # written by training: the head's Linear and its input
+    assert embedding is not None and embedding.head is not None
+    assert embedding.modules[0] == manifest.explain.feature_module
     scores = []
     for number, case in enumerate(cases):
         prediction = model.predict([radiograph(case, size=512)], explain=number == 0)
@@ -78,6 +81,7 @@ def test_package_predicts_on_a_512_px_radiograph_as_on_the_training_image(
         assert finding.critical == finding.positive
         if number == 0:
             assert prediction.heatmap is not None and prediction.heatmap.shape == (512, 512)
+        assert prediction.embedding is not None  # the penultimate layer, from the manifest
         scores.append(finding.score)
     # The 512 px study is the 28 px image upsampled (synth) and brought back down
     # (preprocess): slightly blurred, so scores shift a little, but the model must rank
