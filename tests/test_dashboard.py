@@ -177,3 +177,56 @@ def test_performance_over_time_and_turnaround_around_activation(
     assert turnaround["modalities"] == ["CR"]
     with db.session() as session:  # the non-outcome reads gave no report time
         assert session.query(Read).filter(Read.reader == "reference").count() == 20
+
+
+def test_input_drift_per_day(db: Database, tmp_path: Path) -> None:
+    """Each day's studies against the model's studies before the window: a day like the
+    reference drifts nowhere; a day with a higher positive rate and moved embeddings
+    drifts on both, and the CSV and the drift plot carry it."""
+    import numpy as np
+
+    from radpilot.store.models_pipeline import ResultEmbedding
+    from radpilot.web.app import create_app
+
+    rng = np.random.default_rng(11)
+    now = dt.datetime.now(dt.UTC).replace(hour=18, minute=0, second=0, microsecond=0)
+    quiet_day, moved_day = now - dt.timedelta(days=3), now - dt.timedelta(days=1)
+    with db.session() as session:
+        rows = Rows(session, tmp_path)
+        model = rows.model("chest", "1.0")
+        plan = [(now - dt.timedelta(days=40, hours=i), 0.2, 0.0) for i in range(40)]
+        plan += [(quiet_day - dt.timedelta(minutes=i), 0.2, 0.0) for i in range(20)]
+        plan += [(moved_day - dt.timedelta(minutes=i), 0.9, 1.5) for i in range(20)]
+        for number, (at, rate, shift) in enumerate(plan):
+            study = rows.study(at, at + dt.timedelta(seconds=5))
+            job = rows.job(study, model, ended=at + dt.timedelta(seconds=30))
+            positive = (number % 10) < rate * 10
+            result = rows.result(job, "pneumonia", 0.9 if positive else 0.1)
+            vector = (rng.normal(size=16) + shift).astype("<f4")
+            session.add(
+                ResultEmbedding(result_pk=result.id, dimensions=16, vector=vector.tobytes())
+            )
+        session.commit()
+    data = dashboard(db, "chest", days=30, now=now, drift=True)
+    assert data["drift_reference"] == {
+        "reference": "the model's studies before the window",
+        "reference_n": 40,
+    }
+    by_day = {r["day"]: r for r in data["rows"]}
+    quiet, moved = by_day[quiet_day.date().isoformat()], by_day[moved_day.date().isoformat()]
+    assert quiet["drift_studies"] == moved["drift_studies"] == 20
+    assert quiet["drifted_fields"] == 0 and quiet["drifted"] == ""
+    assert {"positive_rate", "embedding"} <= set(moved["drifted"].split(", "))
+    assert moved["embedding_mmd"] > 10 * max(quiet["embedding_mmd"], 0.01)
+    assert by_day[now.date().isoformat()]["drift_studies"] is None  # no studies that day
+    assert dashboard(db, "chest", days=30, now=now)["rows"][-2]["drifted"] is None  # not asked
+
+    settings = Settings(data_dir=tmp_path, database_url=db.url)
+    accounts.add_user(db, "gov", "long enough password", Role.GOVERNANCE, actor="test")
+    gov = {"Authorization": f"Bearer {accounts.issue_token(db, 'gov', 't', actor='t')}"}
+    with TestClient(create_app(settings, db)) as client:
+        answer = client.get("/api/dashboard.csv?model=chest&days=30", headers=gov)
+        csv_rows = {r["day"]: r for r in csv.DictReader(io.StringIO(answer.text))}
+        assert "embedding" in csv_rows[moved_day.date().isoformat()]["drifted"]
+        png = client.get("/api/dashboard/drift.png?model=chest", headers=gov)
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG")

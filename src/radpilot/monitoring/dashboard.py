@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from radpilot.data.adjudication import latest_reads, majority_vote
+from radpilot.monitoring.dashboard_drift import daily_drift
 from radpilot.monitoring.turnaround import median_difference, turnaround_around_activation
 from radpilot.store import Database
 from radpilot.store.models import Read, Study, as_utc
@@ -57,7 +58,12 @@ COLUMNS = (
     "specificity",
     "specificity_low",
     "specificity_high",
+    "drift_studies",
+    "drifted_fields",
+    "drifted",
+    "embedding_mmd",
 )
+_DRIFT = ("drift_studies", "drifted_fields", "drifted", "embedding_mmd")
 
 
 def _nan(value: float) -> float | None:
@@ -102,8 +108,11 @@ def dashboard(
     days: int = 30,
     now: dt.datetime | None = None,
     validated_rate: float | None = None,
+    drift: bool = False,
 ) -> dict[str, Any]:
-    """The dashboard of ``model`` over the last ``days`` days (JSON-ready)."""
+    """The dashboard of ``model`` over the last ``days`` days (JSON-ready); with ``drift``,
+    each day's input drift too (:mod:`radpilot.monitoring.dashboard_drift`, the slow part:
+    one comparison per day)."""
     now = as_utc(now or dt.datetime.now(dt.UTC))
     first_day = (now - dt.timedelta(days=days - 1)).date()
     since = dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=dt.UTC)
@@ -208,9 +217,16 @@ def dashboard(
                 "specificity_high": _nan(spec.high),
             }
         )
+    drifts: dict[str, Any] = {"reference": None, "reference_n": 0, "days": {}}
+    if drift:
+        drifts = daily_drift(db, model, since)
+    for row in rows:
+        found = drifts["days"].get(row["day"], {})
+        row.update({key: found.get(key) for key in _DRIFT})
     return {
         "model": model,
         "days": days,
+        "drift_reference": {k: drifts[k] for k in ("reference", "reference_n")},
         "since": since.isoformat(),
         "until": now.isoformat(),
         "validated_rate": validated_rate,

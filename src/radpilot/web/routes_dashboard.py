@@ -46,6 +46,13 @@ PLOTS: dict[str, tuple[str, list[tuple[str, str | None, str | None, str]]]] = {
             ("specificity", "specificity_low", "specificity_high", "specificity"),
         ],
     ),
+    "drift": (
+        "Input drift per day against the reference window",
+        [
+            ("drifted_fields", None, None, "fields drifted"),
+            ("embedding_mmd", None, None, "embedding MMD² (right axis)"),
+        ],
+    ),
     "latency": (
         "Received to result stored, seconds",
         [("latency_p50_s", None, None, "median"), ("latency_p95_s", None, None, "p95")],
@@ -65,14 +72,14 @@ def _models(db: Any) -> list[str]:
         return sorted(set(session.scalars(select(ModelVersion.name))))
 
 
-def _data(db: Any, settings: Any, model: str, days: int) -> dict[str, Any]:
+def _data(db: Any, settings: Any, model: str, days: int, drift: bool = False) -> dict[str, Any]:
     if model not in _models(db):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model {model!r}")
     validated = None
     for rules in load_rules(settings.alert_rules_path).models:
         if rules.model == model and rules.positive_rate is not None:
             validated = rules.positive_rate.validated
-    return dashboard(db, model, days, validated_rate=validated)
+    return dashboard(db, model, days, validated_rate=validated, drift=drift)
 
 
 @router.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
@@ -117,8 +124,8 @@ def dashboard_page(
 def dashboard_csv(
     db: DbDep, settings: SettingsDep, _actor: Overseer, model: str, days: Days = 30
 ) -> Response:
-    """The dashboard's rows, one per day."""
-    data = _data(db, settings, model, days)
+    """The dashboard's rows, one per day, with each day's input drift."""
+    data = _data(db, settings, model, days, drift=True)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(COLUMNS))
     writer.writeheader()
@@ -139,7 +146,7 @@ def dashboard_plot(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no plot {plot!r}")
     from radpilot.core.svgplot import new_figure
 
-    data = _data(db, settings, model, days)
+    data = _data(db, settings, model, days, drift=plot == "drift")
     title, series = PLOTS[plot]
     figure = new_figure(6.0, 2.6)
     axis = figure.add_subplot(1, 1, 1)
@@ -147,7 +154,17 @@ def dashboard_plot(
     x = list(range(len(days_axis)))
     for column, low, high, label in series:
         points = [(i, r) for i, r in enumerate(data["rows"]) if r[column] is not None]
-        axis.plot([i for i, _ in points], [r[column] for _, r in points], marker=".", label=label)
+        target = axis
+        if column == "embedding_mmd":  # its own scale, on the right
+            target = axis.twinx()
+            target.set_ylabel("MMD²", fontsize=7)
+        target.plot(
+            [i for i, _ in points],
+            [r[column] for _, r in points],
+            marker=".",
+            label=label,
+            color="C1" if column == "embedding_mmd" else None,
+        )
         if low and high and points:
             axis.fill_between(
                 [i for i, _ in points],
@@ -168,7 +185,14 @@ def dashboard_plot(
     axis.set_title(title, fontsize=9)
     step = max(1, len(x) // 10)
     axis.set_xticks(x[::step], days_axis[::step], fontsize=7)
-    axis.legend(fontsize=7)
+    shown = [
+        line
+        for ax in figure.axes  # the twin axis of the drift plot too
+        for line in ax.get_lines()
+        if not str(line.get_label()).startswith("_")
+    ]
+    if shown:
+        axis.legend(shown, [str(line.get_label()) for line in shown], fontsize=7)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=96)
     return Response(
