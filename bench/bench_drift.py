@@ -38,7 +38,6 @@ import argparse
 import logging
 import platform
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -46,7 +45,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from radpilot.core.settings import Settings
 from radpilot.data.synth_common import Variation
 from radpilot.data.synth_perturb import PerturbationSpec
 from radpilot.data.synth_tables import Drift
@@ -56,13 +54,6 @@ from radpilot.monitoring.stream import Window, scan
 
 REPO = Path(__file__).resolve().parents[1]
 NPZ = REPO.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 FAMILIES = {
@@ -95,18 +86,8 @@ def stream(
     seed: int, baseline: int, changed: int, folder: Path, scenario: str = "scanner"
 ) -> list[StudyFeatures]:
     """One replayed stream's feature rows, in arrival order."""
-    from radpilot.dicom.scu import send_files
     from radpilot.pipeline import demo as loop
-    from radpilot.pipeline.service import Service
 
-    settings = Settings(
-        data_dir=folder / "data", dicom_port=free_port(), http_port=0, study_quiet_seconds=1.0,
-        explain=False, fsync=False, min_free_disk_mb=0,
-    )  # fmt: skip
-    service = Service(settings, web=False)
-    service.db.migrate()
-    version = loop.install_model(service.db, settings, REPO / "models/reference/package")
-    loop.write_rules(settings, version.name)
     parts = [
         loop.make_studies(NPZ, folder / "base", baseline, 0.3, seed=f"bench-{seed}", size=256,
                           draw=f"bench-{seed}"),
@@ -114,16 +95,9 @@ def stream(
     ]  # fmt: skip
     for part in parts:
         random.Random(seed).shuffle(part)
-    service.start()
-    try:
-        for part in parts:
-            send_files([p for p, _ in part], "127.0.0.1", service.receiver.port,
-                       called_ae_title=settings.ae_title)  # fmt: skip
-            loop.wait_for_results(service.db, [uid for _, uid in part], timeout=600)
-    finally:
-        service.stop()
-    with service.db.session() as session:
-        return study_features(session, version.name)
+    run = loop.replay(folder, parts, REPO / "models/reference/package", timeout=600)
+    with run.db.session() as session:
+        return study_features(session, run.version.name)
 
 
 def judged(

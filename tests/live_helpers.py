@@ -8,7 +8,7 @@ from pathlib import Path
 
 from radpilot.core.settings import Settings
 from radpilot.store.models_pipeline import ModelVersion
-from tests.conftest import SHARED_DATA, free_port, missing
+from tests.conftest import SHARED_DATA, missing
 
 NPZ = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz"
 REPO = Path(__file__).resolve().parents[1]
@@ -39,34 +39,9 @@ def live_run(
     if not NPZ.is_file():
         missing(f"PneumoniaMNIST not found under {SHARED_DATA}")
     from radpilot.data.synth import choose_cases
-    from radpilot.dicom.scu import send_files
     from radpilot.pipeline import demo as loop
-    from radpilot.pipeline.service import Service
 
-    settings = Settings(
-        data_dir=root / "data",
-        dicom_port=free_port(),
-        http_port=0,
-        study_quiet_seconds=1.0,
-        explain=explain,
-        fsync=False,
-        min_free_disk_mb=0,
-    )
-    service = Service(settings, web=False)
-    service.db.migrate()
-    version = loop.install_model(service.db, settings, REPO / "models/reference/package")
-    loop.write_rules(settings, version.name)
     made = loop.make_studies(NPZ, root / "studies", count, positive_rate, seed=seed, size=size)
     truth = [c.label for c in choose_cases(NPZ, "test", count, positive_rate)]
-    service.start()
-    try:
-        send_files(
-            [p for p, _ in made],
-            "127.0.0.1",
-            service.receiver.port,
-            called_ae_title=settings.ae_title,
-        )
-        loop.wait_for_results(service.db, [uid for _, uid in made], timeout=300)
-    finally:
-        service.stop()
-    return LiveRun(settings, version, made, truth)
+    run = loop.replay(root, [made], REPO / "models/reference/package", explain=explain)
+    return LiveRun(run.settings, run.version, made, truth)

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from radpilot.core.settings import Settings
 from radpilot.data.synth_common import Variation
 from radpilot.data.synth_perturb import PerturbationSpec
 from radpilot.data.synth_tables import Drift
@@ -33,7 +32,7 @@ from radpilot.monitoring.drift import (
 )
 from radpilot.monitoring.features import StudyFeatures, study_features
 from radpilot.monitoring.stream import Window, first_alarm, scan
-from tests.conftest import SHARED_DATA, free_port, missing
+from tests.conftest import SHARED_DATA, missing
 
 NPZ = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz"
 REPO = Path(__file__).resolve().parents[1]
@@ -126,18 +125,8 @@ def test_embedding_drift_compares_one_model_version() -> None:
 def test_drift_stream_through_dicom(tmp_path: Path) -> None:
     if not NPZ.is_file():
         missing(f"PneumoniaMNIST not found under {SHARED_DATA}")
-    from radpilot.dicom.scu import send_files
     from radpilot.pipeline import demo as loop
-    from radpilot.pipeline.service import Service
 
-    settings = Settings(
-        data_dir=tmp_path / "data", dicom_port=free_port(), http_port=0, study_quiet_seconds=1.0,
-        explain=False, fsync=False, min_free_disk_mb=0,
-    )  # fmt: skip
-    service = Service(settings, web=False)
-    service.db.migrate()
-    version = loop.install_model(service.db, settings, REPO / "models/reference/package")
-    loop.write_rules(settings, version.name)
     baseline = loop.make_studies(NPZ, tmp_path / "base", 100, 0.3, seed="stream-base", size=256)
     changed = loop.make_studies(
         NPZ, tmp_path / "drift", 40, 0.8, seed="stream-drift", size=256,
@@ -145,16 +134,9 @@ def test_drift_stream_through_dicom(tmp_path: Path) -> None:
     )  # fmt: skip
     for part in (baseline, changed):  # a stationary mix within each part
         random.Random(7).shuffle(part)
-    service.start()
-    try:
-        for part in (baseline, changed):  # in order: the change comes part-way
-            report = send_files([p for p, _ in part], "127.0.0.1", service.receiver.port,
-                                called_ae_title=settings.ae_title)  # fmt: skip
-            assert report.succeeded == len(part)
-            loop.wait_for_results(service.db, [uid for _, uid in part], timeout=300)
-    finally:
-        service.stop()
-    with service.db.session() as session:
+    run = loop.replay(tmp_path, [baseline, changed], REPO / "models/reference/package")
+    settings, version = run.settings, run.version
+    with run.db.session() as session:
         rows = study_features(session, version.name)
     assert len(rows) == 140
     assert all(r.numeric["input_mean"] is not None for r in rows)
@@ -194,34 +176,17 @@ def test_embedding_drift_stream_through_dicom(tmp_path: Path) -> None:
     (BENCHMARKS.md)."""
     if not NPZ.is_file():
         missing(f"PneumoniaMNIST not found under {SHARED_DATA}")
-    from radpilot.dicom.scu import send_files
     from radpilot.pipeline import demo as loop
-    from radpilot.pipeline.service import Service
 
-    settings = Settings(
-        data_dir=tmp_path / "data", dicom_port=free_port(), http_port=0, study_quiet_seconds=1.0,
-        explain=False, fsync=False, min_free_disk_mb=0,
-    )  # fmt: skip
-    service = Service(settings, web=False)
-    service.db.migrate()
-    version = loop.install_model(service.db, settings, REPO / "models/reference/package")
-    loop.write_rules(settings, version.name)
     baseline = loop.make_studies(NPZ, tmp_path / "base", 120, 0.3, seed="emb-base", size=256,
                                  draw="emb-base")  # fmt: skip
     changed = loop.make_studies(
         NPZ, tmp_path / "crop", 60, 0.3, seed="emb-crop", size=256, split="val", draw="emb-crop",
         variation=Variation(True, None, (PerturbationSpec.parse("crop=0.8"),)),
     )  # fmt: skip
-    service.start()
-    try:
-        for part in (baseline, changed):
-            report = send_files([p for p, _ in part], "127.0.0.1", service.receiver.port,
-                                called_ae_title=settings.ae_title)  # fmt: skip
-            assert report.succeeded == len(part)
-            loop.wait_for_results(service.db, [uid for _, uid in part], timeout=300)
-    finally:
-        service.stop()
-    with service.db.session() as session:
+    run = loop.replay(tmp_path, [baseline, changed], REPO / "models/reference/package")
+    version = run.version
+    with run.db.session() as session:
         rows = study_features(session, version.name)
     assert len(rows) == 180
     assert all(r.embedding is not None and r.embedding.shape == (184,) for r in rows)

@@ -8,12 +8,17 @@
 5. :func:`wait_for_results` returns once every study has its AI result (or failed);
 6. :func:`demo_users` creates (or resets) the demo's radiologist and administrator with
    fresh random passwords, which the CLI prints.
+
+:func:`replay` does 1-5 in one call for the monitoring tests and benchmarks: streams of
+studies sent part by part through a freshly started radpilot.
 """
 
 from __future__ import annotations
 
 import secrets
+import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +36,11 @@ __all__ = [
     "DEMO_RULES",
     "DemoProgress",
     "DemoUser",
+    "Replay",
     "demo_users",
     "install_model",
     "make_studies",
+    "replay",
     "wait_for_results",
     "write_rules",
 ]
@@ -229,3 +236,62 @@ def demo_users(db: Database) -> list[DemoUser]:
                               actor="demo")  # fmt: skip
         made.append(DemoUser(username, role, password))
     return made
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What :func:`replay` left: the settings of the stopped radpilot, its database and
+    the active model version."""
+
+    settings: Settings
+    db: Database
+    version: ModelVersion
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def replay(
+    root: Path,
+    parts: Sequence[Sequence[tuple[Path, str]]],
+    package: Path,
+    *,
+    explain: bool = False,
+    timeout: float = 300.0,
+) -> Replay:
+    """Start radpilot under ``root/data`` with ``package`` active, C-STORE each part of
+    studies in order (every result of a part before the next part is sent), and stop.
+
+    Raises
+    ------
+    RadpilotError
+        If a file is not accepted, or the results do not arrive within ``timeout``.
+    """
+    from radpilot.dicom.scu import send_files
+    from radpilot.pipeline.service import Service
+
+    settings = Settings(
+        data_dir=root / "data", dicom_port=_free_port(), http_port=0, study_quiet_seconds=1.0,
+        explain=explain, fsync=False, min_free_disk_mb=0,
+    )  # fmt: skip
+    service = Service(settings, web=False)
+    service.db.migrate()
+    version = install_model(service.db, settings, package)
+    write_rules(settings, version.name)
+    service.start()
+    try:
+        for part in parts:
+            report = send_files([p for p, _ in part], "127.0.0.1", service.receiver.port,
+                                called_ae_title=settings.ae_title)  # fmt: skip
+            if report.succeeded != len(part):
+                raise RadpilotError(
+                    f"{report.succeeded} of {len(part)} studies accepted "
+                    f"(statuses {dict(report.statuses)}, unsent {dict(report.unsent)})"
+                )
+            wait_for_results(service.db, [uid for _, uid in part], timeout=timeout)
+    finally:
+        service.stop()
+    return Replay(settings, service.db, version)
