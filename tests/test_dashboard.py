@@ -93,6 +93,15 @@ def test_pages_plots_csv_and_roles(world: dict[str, Any]) -> None:
         png = c.get(f"/api/dashboard/{plot}.png?model=chest", headers=gov)
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG"), plot
     assert c.get("/api/dashboard/nope.png?model=chest", headers=gov).status_code == 404
+    for attribute in ("sex", "age", "manufacturer", "site"):
+        png = c.get(f"/api/dashboard/subgroups/{attribute}.png?model=chest", headers=gov)
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG"), attribute
+    assert c.get("/api/dashboard/subgroups/race.png?model=chest", headers=gov).status_code == 404
+    assert c.get("/api/dashboard/subgroups/sex.png?model=chest", headers=rad).status_code == 403
+    assert (
+        'src="/api/dashboard/subgroups/sex.png'
+        in c.get("/dashboard?model=chest", headers={**gov, "Accept": "text/html"}).text
+    )
     page = c.get("/dashboard?model=chest", headers={**gov, "Accept": "text/html"})
     assert page.status_code == 200 and "sooner than unflagged ones" in page.text
     assert 'id="time-saved-activation"' in page.text and "has not been active" in page.text

@@ -48,6 +48,7 @@ from radpilot.web import (
     routes_lifecycle,
     routes_pages,
     routes_studies,
+    routes_subgroups,
     routes_viewer,
     routes_worklist,
 )
@@ -220,6 +221,7 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
         routes_lifecycle.router,
         routes_alerts.router,
         routes_dashboard.router,
+        routes_subgroups.router,
         routes_lifecycle.admin_router,
         routes_dicomweb.router,
     ):
