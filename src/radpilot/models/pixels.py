@@ -22,7 +22,7 @@ from radpilot.core.errors import ModelError
 from radpilot.core.logging import ref
 from radpilot.models.prediction import ImageRef
 
-__all__ = ["Frame", "Photometric", "frames_of"]
+__all__ = ["Frame", "Photometric", "frame_count", "frame_of", "frames_of"]
 
 
 class Photometric(enum.StrEnum):
@@ -139,11 +139,17 @@ def _geometry(
     )
 
 
-def _decode(ds: Dataset, uid: str) -> npt.NDArray[Any]:
+def _decode(ds: Dataset, uid: str, index: int | None = None) -> npt.NDArray[Any]:
+    """All frames, or only frame ``index`` (0-based; pydicom decodes just that one)."""
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise ModelError(f"instance {ref(uid)} has no pixel data; route only image series")
     try:
-        array: npt.NDArray[Any] = ds.pixel_array
+        if index is None:
+            array: npt.NDArray[Any] = ds.pixel_array
+        else:
+            from pydicom.pixels.utils import pixel_array
+
+            array = pixel_array(ds, index=index)
     except Exception as exc:  # pydicom's decoders raise many types
         reason = " ".join(str(exc).split())[:300]
         raise ModelError(
@@ -154,8 +160,36 @@ def _decode(ds: Dataset, uid: str) -> npt.NDArray[Any]:
     return array
 
 
-def frames_of(ds: Dataset) -> list[Frame]:
-    """Every frame of ``ds`` in modality units.
+def frame_count(ds: Dataset) -> int:
+    """How many frames ``ds`` holds (Number of Frames, else 1)."""
+    try:
+        return max(int(ds.get("NumberOfFrames") or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def frame_of(ds: Dataset, number: int) -> Frame:
+    """Frame ``number`` (1-based) of ``ds`` in modality units, decoding only that frame
+    (a viewer asking for one frame of a 300-frame object does not decode 300).
+
+    Raises
+    ------
+    IndexError
+        If ``ds`` has no such frame.
+    ModelError
+        If the instance has no pixel data, or the frame cannot be decoded.
+    """
+    count = frame_count(ds)
+    if not 1 <= number <= count:
+        raise IndexError(f"the instance has {count} frame(s), not {number}")
+    if count == 1:
+        return frames_of(ds)[0]
+    return frames_of(ds, only=number)[0]
+
+
+def frames_of(ds: Dataset, only: int | None = None) -> list[Frame]:
+    """Every frame of ``ds`` in modality units (with ``only``, a 1-based frame number of
+    a multi-frame object: that frame alone, see :func:`frame_of`).
 
     Raises
     ------
@@ -163,21 +197,22 @@ def frames_of(ds: Dataset) -> list[Frame]:
         If the instance has no pixel data, or it cannot be decoded.
     """
     uid = str(ds.get("SOPInstanceUID", ""))
-    array = _decode(ds, uid)
+    array = _decode(ds, uid, None if only is None else only - 1)
     frames_count = int(ds.get("NumberOfFrames") or 1)
     samples = int(ds.get("SamplesPerPixel") or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if photometric == Photometric.PALETTE_COLOR:
         array = apply_color_lut(array, ds)
         samples = 3
-    if frames_count == 1 or array.ndim == (2 if samples == 1 else 3):
+    if only is not None or frames_count == 1 or array.ndim == (2 if samples == 1 else 3):
         array = array[None]
+    first = 0 if only is None else only - 1  # the frame index of array[0]
     stored_dtype = array.dtype
     classic_lut = "ModalityLUTSequence" in ds and samples == 1
     instance_number = _floats(ds.get("InstanceNumber"), 1)
     frames = []
-    for index in range(array.shape[0]):
-        raw = array[index]
+    for offset in range(array.shape[0]):
+        raw, index = array[offset], first + offset
         slope, intercept = (1.0, 0.0) if samples != 1 else _rescale(ds, index)
         if classic_lut:
             values = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)

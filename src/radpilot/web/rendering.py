@@ -1,8 +1,9 @@
 """One frame of an instance as an 8-bit picture: what viewers and WADO-RS ``rendered`` show.
 
 The stored values go through the Modality LUT (rescale or LUT sequence, per frame for
-enhanced objects, via :func:`radpilot.models.pixels.frames_of`), then the VOI window: the
-one asked for, else the instance's first Window Center / Width, else the frame's range;
+enhanced objects, via :func:`radpilot.models.pixels.frame_of`, which decodes that frame
+only), then the VOI window: the one asked for, else the instance's first Window Center /
+Width, else the frame's range;
 the linear function of PS3.3 C.11.2.1.2. MONOCHROME1 is inverted after windowing, so
 that "white" is what the modality means by it. Colour frames are returned as stored
 (8-bit) or scaled to 8 bits.
@@ -17,7 +18,7 @@ import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from radpilot.models.pixels import frames_of
+from radpilot.models.pixels import frame_of
 
 __all__ = ["encode", "render_frame", "window_of"]
 
@@ -52,10 +53,7 @@ def render_frame(
     radpilot.core.errors.ModelError
         If the pixel data cannot be decoded.
     """
-    frames = frames_of(ds)
-    if not 1 <= frame <= len(frames):
-        raise IndexError(f"the instance has {len(frames)} frame(s)")
-    chosen = frames[frame - 1]
+    chosen = frame_of(ds, frame)  # IndexError if there is no such frame
     values = chosen.values
     if chosen.colour:
         top = 255.0 if values.max() <= 255 else float(values.max())

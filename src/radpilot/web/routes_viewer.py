@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from radpilot.core.errors import ModelError, StorageError
 from radpilot.core.settings import Settings
-from radpilot.models.pixels import frames_of
+from radpilot.models.pixels import frame_count, frame_of
 from radpilot.pipeline.worklist import find_study
 from radpilot.store import Database, archive_from_settings
 from radpilot.store.models import Instance, Series
@@ -128,15 +128,14 @@ def frame_pixels(db: DbDep, settings: SettingsDep, instance_id: int, frame: int)
     """Frame ``frame`` (1-based): float32 values (``X-Rows``, ``X-Columns``,
     ``X-Window``: the instance's own center,width, ``X-Monochrome1``), or PNG for colour."""
     ds = _dataset(db, settings, instance_id)
+    if not 1 <= frame <= frame_count(ds):
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"the image has {frame_count(ds)} frame(s), not {frame}"
+        )
     try:
-        frames = frames_of(ds)
+        chosen = frame_of(ds, frame)  # that frame only
     except ModelError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    if not 1 <= frame <= len(frames):
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, f"the image has {len(frames)} frame(s), not {frame}"
-        )
-    chosen = frames[frame - 1]
     if chosen.colour:
         values = chosen.values
         top = 255.0 if values.max() <= 255 else float(values.max())
