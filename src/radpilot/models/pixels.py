@@ -216,8 +216,12 @@ def frames_of(ds: Dataset, only: int | None = None) -> list[Frame]:
         slope, intercept = (1.0, 0.0) if samples != 1 else _rescale(ds, index)
         if classic_lut:
             values = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)
-        else:
-            values = raw.astype(np.float64) * slope + intercept
+        else:  # in place: a new array is page faults, which cost more than the arithmetic
+            values = raw.astype(np.float64)
+            if slope != 1.0:
+                values *= slope
+            if intercept != 0.0:
+                values += intercept
         position, orientation, spacing, between = _geometry(ds, index)
         frames.append(
             Frame(

@@ -161,8 +161,10 @@ def _prepare_2d(frames: list[Frame], spec: InputSpec) -> list[Sample]:
     samples = []
     for frame in frames:
         low, high = _unit_range(frame.values, spec)
-        unit = _to_unit(frame.values, low, high, frame.monochrome1)
-        planes = _planes(unit, spec.channels)
+        if frame.colour and spec.channels == 3:
+            planes = _planes(_to_unit(frame.values, low, high, frame.monochrome1), 3)
+        else:
+            planes = _unit_volume([frame], low, high)  # (1, rows, cols), one allocation
         placement = plan(
             planes.shape[1:],
             spec.size,
@@ -215,12 +217,10 @@ def _prepare_3d(frames: list[Frame], spec: InputSpec) -> Sample:
     if len(shapes) > 1:
         raise ModelError(f"the slices differ in size ({sorted(shapes)}); cannot stack a volume")
     frames = sort_slices(frames)
-    volume = np.stack([f.values for f in frames])
-    low, high = _unit_range(volume, spec)
-    unit = np.stack([_to_unit(f.values, low, high, f.monochrome1) for f in frames])
-    if unit.ndim == 4:  # colour slices
-        unit = unit @ _LUMA
-    array = np.repeat(unit[None].astype(np.float32), spec.channels, axis=0)
+    low, high = _volume_range(frames, spec)
+    array = _unit_volume(frames, low, high)[None]
+    if spec.channels > 1:
+        array = np.repeat(array, spec.channels, axis=0)
     spacing = _volume_spacing(frames)
     if spec.spacing_mm is not None and spacing is None:
         raise ModelError(f"the model resamples to {spec.spacing_mm} mm; the series has no spacing")
@@ -232,9 +232,45 @@ def _prepare_3d(frames: list[Frame], spec: InputSpec) -> Sample:
         target_spacing=spec.spacing_mm,
     )
     fill = float((0.0 - spec.normalize_mean) / spec.normalize_std)
-    placed = place(_normalise(array, spec), placement, fill=fill)
+    array -= np.float32(spec.normalize_mean)  # in place, as _normalise computes it
+    array /= np.float32(spec.normalize_std)
+    placed = place(array, placement, fill=fill)
     intensities = [_intensity(f, low, high) for f in frames]
     return Sample([f.ref for f in frames], placed, placement, intensities)
+
+
+def _volume_range(frames: list[Frame], spec: InputSpec) -> tuple[float, float]:
+    """:func:`_unit_range` of the whole series, without stacking it."""
+    if spec.window is not None:
+        return _unit_range(frames[0].values, spec)
+    return (
+        float(min(f.values.min() for f in frames)),
+        float(max(f.values.max() for f in frames)),
+    )
+
+
+def _unit_volume(frames: list[Frame], low: float, high: float) -> npt.NDArray[np.float32]:
+    """The slices scaled to [0, 1] (:func:`_to_unit`) in one float32 volume, filled in
+    place: the series-sized temporaries of stacking float64 slices cost more in page
+    faults than the arithmetic."""
+    first = frames[0].values
+    volume = np.empty((len(frames), *first.shape[:2]), dtype=np.float32)
+    span = high - low
+    for index, frame in enumerate(frames):
+        values = frame.values
+        out = volume[index]
+        if values.ndim == 3:  # colour: the luma of the scaled channels, as _planes does
+            out[...] = _to_unit(values, low, high, frame.monochrome1) @ _LUMA
+            continue
+        if span > 0:
+            np.subtract(values, low, out=out, casting="same_kind")
+            out /= np.float32(span)
+            np.clip(out, 0.0, 1.0, out=out)
+        else:
+            out.fill(0.0)
+        if frame.monochrome1:
+            np.subtract(np.float32(1.0), out, out=out)
+    return volume
 
 
 def _order_2d(frames: list[Frame]) -> list[Frame]:
