@@ -20,6 +20,8 @@ from radpilot.store.models_governance import Transition, TransitionStatus
 from radpilot.store.models_pipeline import AuditEntry, JobStatus, ModelState
 from radpilot.store.models_users import Role
 from radpilot.web import accounts
+from radpilot.web.routes_dashboard import PLOTS
+from radpilot.web.routes_subgroups import ATTRIBUTES
 from tests.conftest import free_port
 from tests.helpers_worklist import Rows
 from tests.test_web_browser import ARTIFACTS, chromium
@@ -100,7 +102,8 @@ def test_governance_pages(tmp_path: Path) -> None:
             page.screenshot(path=str(ARTIFACTS / "governance.png"), full_page=True)
             page.goto(f"{base}/dashboard?model=chest&days=7")
             images = page.locator(".plots img")
-            expect(images).to_have_count(5)
+            # every daily plot, then one subgroup plot per attribute
+            expect(images).to_have_count(len(PLOTS) + len(ATTRIBUTES))
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.plots img')].every(i => i.naturalWidth > 0)"
             )
