@@ -248,3 +248,32 @@ def test_an_image_highdicom_cannot_describe_is_left_out_with_a_logged_reason(
     (record,) = caplog.records
     assert "left out of the SR image library" in record.getMessage()
     assert str(odd.SOPInstanceUID) not in record.getMessage()  # a digest, not the UID
+
+
+def test_a_slice_unlike_the_first_of_its_kind_leaves_the_library_not_the_sr(
+    tmp_path: Path,
+) -> None:
+    """The library is checked on the first header of each kind; a later slice whose
+    position cannot be read (a DS of letters, as some files carry) makes highdicom refuse
+    the quick library, and the SR is built again with every header checked."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    from radpilot.results.library import library_headers
+
+    series = ct_series()
+    position = Tag(0x0020, 0x0032)
+    broken = series[1]
+    broken._dict[position] = RawDataElement(position, "DS", 6, b"a\\b\\c ", 0, False, True)
+    assert len(library_headers(series)) == len(series)  # the quick check lets it through
+    described = library_headers(series, probe_all=True)
+    assert len(described) == len(series) - 1
+    assert str(broken.SOPInstanceUID) not in {str(h.SOPInstanceUID) for h in described}
+    prediction = Prediction(
+        task="classification",
+        findings=[Finding("nodule", 0.7, 0.5, "default", positive=True)],
+        images=[ref_of(ds) for ds in series],
+    )
+    sr = hd.sr.srread(write(build_sr(prediction, series, make_ctx()), tmp_path / "sr.dcm"))
+    referenced = {uid for _, _, uid, _ in sr.get_evidence()}
+    assert referenced == {ds.SOPInstanceUID for ds in series}  # still evidence

@@ -74,26 +74,36 @@ def _header(ds: Dataset) -> Dataset:
     return header
 
 
-def library_headers(sources: Sequence[Dataset]) -> list[Dataset]:
+def library_headers(sources: Sequence[Dataset], *, probe_all: bool = False) -> list[Dataset]:
     """One header per distinct source image that highdicom can describe.
 
     Non-image objects and image SOP classes highdicom has no coded modality for are
-    left out of the library (they remain listed as evidence).
+    left out of the library (they remain listed as evidence). Whether highdicom accepts a
+    header is tried on the first header of each kind (modality and attributes present):
+    the slices of a series share it, and building the entry twice for each of 300 slices
+    cost seconds. ``probe_all`` tries every header, for the caller whose SR highdicom
+    refused with the quick check (one slice malformed where the first was not).
     """
     headers: dict[str, Dataset] = {}
+    accepted: set[tuple[str, ...]] = set()
     for ds in sources:
         uid = str(ds.SOPInstanceUID)
         if uid in headers or "Rows" not in ds or "Columns" not in ds:
             continue
         header = _header(ds)
+        kind = (str(header.Modality), str(header.get("SOPClassUID", "")), *header.dir())
+        if not probe_all and kind in accepted:
+            headers[uid] = header
+            continue
         try:
             ImageLibraryEntryDescriptors(header)
-        except (ValueError, AttributeError, KeyError) as exc:
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
             # kept as evidence in the SR, only not described in its image library
             log.info(
                 "image %s left out of the SR image library: highdicom refused its "
                 "header (%s: %s)", ref(uid), type(exc).__name__, str(exc)[:200],
             )  # fmt: skip
             continue
+        accepted.add(kind)
         headers[uid] = header
     return list(headers.values())

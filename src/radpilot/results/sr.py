@@ -124,12 +124,21 @@ def build_sr(
                 serial_number=ctx.weights_sha256,
             ),
         )
-        report = MeasurementReport(
-            observation_context=ObservationContext(observer_device_context=observer),
-            procedure_reported=_procedure(sources),
-            imaging_measurements=groups,
-            referenced_images=library_headers(sources),
-        )
+        context = ObservationContext(observer_device_context=observer)
+        try:
+            report = MeasurementReport(
+                observation_context=context,
+                procedure_reported=_procedure(sources),
+                imaging_measurements=groups,
+                referenced_images=library_headers(sources),
+            )
+        except (ValueError, TypeError, AttributeError, KeyError):  # a slice unlike the first
+            report = MeasurementReport(
+                observation_context=context,
+                procedure_reported=_procedure(sources),
+                imaging_measurements=groups,
+                referenced_images=library_headers(sources, probe_all=True),
+            )
         sr = ComprehensiveSR(
             evidence=headers(sources),
             content=report[0],
