@@ -31,7 +31,7 @@ import torch
 
 from radpilot.core.errors import ModelError
 from radpilot.models.manifest import EmbeddingSpec
-from radpilot.models.runtimes import Network, as_array
+from radpilot.models.runtimes import Network, as_array, submodule
 
 __all__ = ["Embedder", "flat", "make_embedder"]
 
@@ -43,18 +43,6 @@ def flat(embedding: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     if embedding.ndim > 2:
         embedding = embedding.mean(axis=tuple(range(2, embedding.ndim)))
     return np.ascontiguousarray(embedding, dtype=np.float32)
-
-
-def _submodule(module: Any, dotted: str) -> Any:
-    found = module
-    for part in dotted.split("."):
-        child = getattr(found, part, None)
-        if child is None and part.isdigit() and isinstance(found, torch.nn.Sequential):
-            child = found[int(part)]
-        if child is None or not callable(child):
-            raise ModelError(f"the network has no submodule {dotted!r} (embedding section)")
-        found = child
-    return found
 
 
 class Embedder(abc.ABC):
@@ -72,8 +60,8 @@ class SplitEmbedder(Embedder):
 
     def __init__(self, module: Any, spec: EmbeddingSpec) -> None:
         self.module = module
-        self.chain = [_submodule(module, name) for name in spec.modules]
-        self.head = _submodule(module, spec.head or "")
+        self.chain = [submodule(module, name, "embedding") for name in spec.modules]
+        self.head = submodule(module, spec.head or "", "embedding")
         self._checked = False
         self._lock = threading.Lock()
 

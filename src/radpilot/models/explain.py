@@ -39,7 +39,7 @@ from radpilot.models.geometry import to_source
 from radpilot.models.manifest import Activation, ExplainSpec
 from radpilot.models.postprocess import activate
 from radpilot.models.preprocess import Sample
-from radpilot.models.runtimes import Network
+from radpilot.models.runtimes import Network, submodule
 
 __all__ = ["Explainer", "SplitGradCAM", "occlusion_map"]
 
@@ -111,15 +111,6 @@ def _as_is(x: Any) -> Any:
     return x
 
 
-def _submodule(module: torch.nn.Module, dotted: str) -> torch.nn.Module:
-    found: Any = module
-    for part in dotted.split("."):
-        if not hasattr(found, part):
-            raise ModelError(f"the network has no submodule {dotted!r} (explain section)")
-        found = getattr(found, part)
-    return found  # type: ignore[no-any-return]
-
-
 class SplitGradCAM:
     """Grad-CAM through two scripted submodules, ``head(features(x))``.
 
@@ -131,8 +122,8 @@ class SplitGradCAM:
 
     def __init__(self, module: torch.nn.Module, features: str, head: str) -> None:
         self.module = module
-        self.features = _submodule(module, features)
-        self.head = _submodule(module, head)
+        self.features = submodule(module, features, "explain")
+        self.head = submodule(module, head, "explain")
         self._checked = False
 
     def _check(self, x: torch.Tensor) -> None:

@@ -198,7 +198,7 @@ def frames_of(ds: Dataset, only: int | None = None) -> list[Frame]:
     """
     uid = str(ds.get("SOPInstanceUID", ""))
     array = _decode(ds, uid, None if only is None else only - 1)
-    frames_count = int(ds.get("NumberOfFrames") or 1)
+    frames_count = frame_count(ds)
     samples = int(ds.get("SamplesPerPixel") or 1)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     if photometric == Photometric.PALETTE_COLOR:

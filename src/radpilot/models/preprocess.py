@@ -113,14 +113,10 @@ def _to_unit(
     return 1.0 - unit if invert else unit
 
 
-def _planes(unit: npt.NDArray[np.float64], channels: int) -> npt.NDArray[np.float32]:
-    """(rows, cols[, 3]) in [0, 1] to (planes, rows, cols) float32: 3 for colour into a
-    3-channel network, else 1 (grey, or the luma of colour)."""
-    if unit.ndim == 3:
-        if channels == 3:
-            return np.moveaxis(unit, -1, 0).astype(np.float32)
-        unit = unit @ _LUMA
-    return unit[None].astype(np.float32)
+def _rgb_planes(unit: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """A colour frame (rows, cols, 3) in [0, 1] as (3, rows, cols) float32, for a
+    3-channel network (grey, and colour into fewer channels: :func:`_unit_volume`)."""
+    return np.moveaxis(unit, -1, 0).astype(np.float32)
 
 
 def _channels(planes: npt.NDArray[np.float32], channels: int) -> npt.NDArray[np.float32]:
@@ -143,7 +139,10 @@ def _intensity(frame: Frame, low: float, high: float) -> Intensity:
 
 
 def _normalise(array: npt.NDArray[np.float32], spec: InputSpec) -> npt.NDArray[np.float32]:
-    return ((array - spec.normalize_mean) / spec.normalize_std).astype(np.float32)
+    """``array`` normalised in place (a fresh float32 array the caller made)."""
+    array -= np.float32(spec.normalize_mean)
+    array /= np.float32(spec.normalize_std)
+    return array
 
 
 def _spacing_of(frame: Frame, spec: InputSpec) -> tuple[float, ...] | None:
@@ -162,7 +161,7 @@ def _prepare_2d(frames: list[Frame], spec: InputSpec) -> list[Sample]:
     for frame in frames:
         low, high = _unit_range(frame.values, spec)
         if frame.colour and spec.channels == 3:
-            planes = _planes(_to_unit(frame.values, low, high, frame.monochrome1), 3)
+            planes = _rgb_planes(_to_unit(frame.values, low, high, frame.monochrome1))
         else:
             planes = _unit_volume([frame], low, high)  # (1, rows, cols), one allocation
         placement = plan(
@@ -232,9 +231,7 @@ def _prepare_3d(frames: list[Frame], spec: InputSpec) -> Sample:
         target_spacing=spec.spacing_mm,
     )
     fill = float((0.0 - spec.normalize_mean) / spec.normalize_std)
-    array -= np.float32(spec.normalize_mean)  # in place, as _normalise computes it
-    array /= np.float32(spec.normalize_std)
-    placed = place(array, placement, fill=fill)
+    placed = place(_normalise(array, spec), placement, fill=fill)
     intensities = [_intensity(f, low, high) for f in frames]
     return Sample([f.ref for f in frames], placed, placement, intensities)
 
@@ -259,7 +256,7 @@ def _unit_volume(frames: list[Frame], low: float, high: float) -> npt.NDArray[np
     for index, frame in enumerate(frames):
         values = frame.values
         out = volume[index]
-        if values.ndim == 3:  # colour: the luma of the scaled channels, as _planes does
+        if values.ndim == 3:  # colour: the luma of the scaled channels
             out[...] = _to_unit(values, low, high, frame.monochrome1) @ _LUMA
             continue
         if span > 0:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from radpilot.data.adjudication import latest_reads, majority_vote
 from radpilot.monitoring.dashboard_drift import daily_drift
@@ -33,7 +34,7 @@ from radpilot.store.models import Read, Study, as_utc
 from radpilot.store.models_pipeline import Feedback, Job, JobStatus, ModelVersion, Result
 from radpilot.validation.stats import wilson
 
-__all__ = ["COLUMNS", "dashboard"]
+__all__ = ["COLUMNS", "dashboard", "newest_manifest", "validated_figures", "window"]
 
 COLUMNS = (
     "day",
@@ -87,9 +88,24 @@ def _time_saved(flagged: list[float], unflagged: list[float]) -> dict[str, Any]:
     }
 
 
-def _validated(manifest: dict[str, Any] | None) -> dict[str, Any]:
+def window(days: int, now: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+    """``(since, now)``: from the start (UTC) of the first of the last ``days`` days."""
+    now = as_utc(now or dt.datetime.now(dt.UTC))
+    first_day = (now - dt.timedelta(days=days - 1)).date()
+    return dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=dt.UTC), now
+
+
+def newest_manifest(session: Session, model: str) -> dict[str, Any]:
+    """The manifest of the version of ``model`` added last ({} without one)."""
+    newest = session.scalars(
+        select(ModelVersion).where(ModelVersion.name == model).order_by(ModelVersion.id.desc())
+    ).first()
+    return dict(newest.manifest or {}) if newest is not None else {}
+
+
+def validated_figures(manifest: dict[str, Any]) -> dict[str, Any]:
     """The default operating point's stated sensitivity and specificity."""
-    output = (manifest or {}).get("output") or {}
+    output = manifest.get("output") or {}
     points = output.get("operating_points") or []
     wanted = output.get("default_operating_point")
     point = next((p for p in points if wanted is None or p.get("name") == wanted), None)
@@ -113,9 +129,8 @@ def dashboard(
     """The dashboard of ``model`` over the last ``days`` days (JSON-ready); with ``drift``,
     each day's input drift too (:mod:`radpilot.monitoring.dashboard_drift`, the slow part:
     one comparison per day)."""
-    now = as_utc(now or dt.datetime.now(dt.UTC))
-    first_day = (now - dt.timedelta(days=days - 1)).date()
-    since = dt.datetime(first_day.year, first_day.month, first_day.day, tzinfo=dt.UTC)
+    since, now = window(days, now)
+    first_day = since.date()
     with db.session() as session:
         results = session.execute(
             select(
@@ -149,11 +164,9 @@ def dashboard(
                 select(Read).where(Read.study_pk.in_(studies[start : start + 500]))
             ):
                 votes[read.study_pk].append((read.reader, read.read_at, read.value))
-        newest = session.scalars(
-            select(ModelVersion).where(ModelVersion.name == model).order_by(ModelVersion.id.desc())
-        ).first()
-        validated = _validated(newest.manifest if newest else None)
-        activation = turnaround_around_activation(session, model, days)
+        manifest = newest_manifest(session, model)
+        validated = validated_figures(manifest)
+        activation = turnaround_around_activation(session, model, manifest, days)
         failed = session.execute(
             select(Job.finished_at)
             .join(ModelVersion, Job.model_version_pk == ModelVersion.id)

@@ -67,15 +67,15 @@ def activation_time(session: Session, model: str) -> dt.datetime | None:
     return None
 
 
-def turnaround_around_activation(session: Session, model: str, days: int = 30) -> dict[str, Any]:
-    """Report turnaround ``days`` before against ``days`` after activation (JSON-ready)."""
+def turnaround_around_activation(
+    session: Session, model: str, manifest: dict[str, Any], days: int = 30
+) -> dict[str, Any]:
+    """Report turnaround ``days`` before against ``days`` after activation (JSON-ready);
+    ``manifest`` is the newest version's, whose ``applies_to`` chooses the studies."""
     activated = activation_time(session, model)
     if activated is None:
         return {"activated_at": None, "note": "the model has not been active"}
-    newest = session.scalars(
-        select(ModelVersion).where(ModelVersion.name == model).order_by(ModelVersion.id.desc())
-    ).first()
-    applies = ((newest.manifest if newest else {}) or {}).get("applies_to") or {}
+    applies = manifest.get("applies_to") or {}
     modalities = [m.upper() for m in applies.get("modalities") or []]
     span = dt.timedelta(days=days)
     reported = (

@@ -125,20 +125,19 @@ def build_sr(
             ),
         )
         context = ObservationContext(observer_device_context=observer)
+
+        def measurement_report(probe_all: bool) -> MeasurementReport:
+            return MeasurementReport(
+                observation_context=context,
+                procedure_reported=_procedure(sources),
+                imaging_measurements=groups,
+                referenced_images=library_headers(sources, probe_all=probe_all),
+            )
+
         try:
-            report = MeasurementReport(
-                observation_context=context,
-                procedure_reported=_procedure(sources),
-                imaging_measurements=groups,
-                referenced_images=library_headers(sources),
-            )
+            report = measurement_report(probe_all=False)
         except (ValueError, TypeError, AttributeError, KeyError):  # a slice unlike the first
-            report = MeasurementReport(
-                observation_context=context,
-                procedure_reported=_procedure(sources),
-                imaging_measurements=groups,
-                referenced_images=library_headers(sources, probe_all=True),
-            )
+            report = measurement_report(probe_all=True)
         sr = ComprehensiveSR(
             evidence=headers(sources),
             content=report[0],

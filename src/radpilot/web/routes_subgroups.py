@@ -15,8 +15,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from radpilot.web.deps import DbDep, SettingsDep
-from radpilot.web.routes_dashboard import Days, Overseer, _data
+from radpilot.monitoring.dashboard import newest_manifest, validated_figures, window
+from radpilot.web.deps import DbDep
+from radpilot.web.routes_dashboard import Days, Overseer, _models
 
 __all__ = ["ATTRIBUTES", "router"]
 
@@ -38,7 +39,7 @@ def _points(groups: dict[str, Any], key: str) -> tuple[list[float], list[list[fl
 
 @router.get("/api/dashboard/subgroups/{attribute}.png", response_class=Response)
 def subgroup_plot(
-    db: DbDep, settings: SettingsDep, _actor: Overseer, attribute: str, model: str, days: Days = 30
+    db: DbDep, _actor: Overseer, attribute: str, model: str, days: Days = 30
 ) -> Response:
     """Sensitivity and specificity per group of ``attribute``, with CIs and the baseline."""
     if attribute not in ATTRIBUTES:
@@ -46,9 +47,12 @@ def subgroup_plot(
     from radpilot.core.svgplot import new_figure
     from radpilot.governance.surveillance import build_surveillance
 
-    data = _data(db, settings, model, days)
-    since = dt.datetime.fromisoformat(data["since"])
-    until = dt.datetime.fromisoformat(data["until"]) + dt.timedelta(seconds=1)
+    if model not in _models(db):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model {model!r}")
+    since, now = window(days)  # the dashboard's window, without computing the dashboard
+    with db.session() as session:
+        validated = validated_figures(newest_manifest(session, model))
+    until = now + dt.timedelta(seconds=1)
     groups = build_surveillance(db, model, since, until, bucket_days=days)["subgroups"].get(
         attribute, {}
     )
@@ -59,7 +63,7 @@ def subgroup_plot(
         values, spans = _points(groups, key)
         rows = [i + (offset - 0.5) * 0.25 for i in range(len(values))]
         axis.errorbar(values, rows, xerr=spans, fmt="o", color=colour, label=key, capsize=2)
-        baseline = data["validated"][key]
+        baseline = validated[key]
         if baseline is not None:
             axis.axvline(baseline, color=colour, linestyle="--", linewidth=0.8,
                          label=f"validated {key}")  # fmt: skip

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from radpilot.models.package import ModelPackage
 
-__all__ = ["Loader", "Network", "as_array", "load_network", "register_runtime"]
+__all__ = ["Loader", "Network", "as_array", "load_network", "register_runtime", "submodule"]
 
 
 class Network(Protocol):
@@ -101,3 +101,20 @@ def as_array(output: Any) -> npt.NDArray[np.float32]:
         f"the network returned {type(output).__name__}; it must return one tensor "
         "(or a tuple whose first item is the tensor radpilot reads)"
     )
+
+
+def submodule(module: Any, dotted: str, section: str) -> Any:
+    """The callable submodule ``dotted`` ("features", "class_layers.out") of a torch or
+    scripted module; scripted submodules are reachable even where hooks are refused.
+
+    Raises
+    ------
+    ModelError
+        If there is no such submodule (the message names the manifest ``section``).
+    """
+    found = module
+    for part in dotted.split("."):
+        found = getattr(found, part, None)
+        if found is None or not callable(found):
+            raise ModelError(f"the network has no submodule {dotted!r} ({section} section)")
+    return found
