@@ -201,3 +201,28 @@ def test_the_reference_model_declares_its_penultimate_layer() -> None:
     np.testing.assert_allclose(
         prediction.embedding, maps.mean(dim=(2, 3))[0].numpy(), rtol=1e-4, atol=1e-5
     )
+
+
+class BlankAgrees(nn.Module):
+    """``head(features(x))`` plus a term that is zero on a blank input: a split that the
+    blank check at load cannot tell from the network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1))
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.flatten(self.features(x))) + x.abs().mean(dim=(1, 2, 3))[:, None]
+
+
+def test_a_split_that_only_a_real_image_shows_wrong_is_refused_on_it(tmp_path: Path) -> None:
+    manifest = mf.manifest_dict(
+        "odd", "classification", "torchscript", "model.pt", ["normal", "pneumonia"], [32, 32]
+    )
+    manifest["embedding"] = {"modules": ["features", "flatten"], "head": "head"}
+    torch.manual_seed(0)
+    model = load_model(ModelPackage.open(mf.package(tmp_path / "odd", BlankAgrees(), manifest)))
+    with pytest.raises(ModelError, match="do not reproduce"):
+        model.predict([image()], explain=False)

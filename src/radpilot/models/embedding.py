@@ -54,6 +54,9 @@ class Embedder(abc.ABC):
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """The network's output for ``batch`` and the ``(N, D)`` embedding."""
 
+    def check_next(self) -> None:  # noqa: B027 - only a split has something to check
+        """Check the next batch again (after the blank input of :func:`load_model`)."""
+
 
 class SplitEmbedder(Embedder):
     """``head(modules(x))`` on a torch module, checked once against ``module(x)``."""
@@ -64,6 +67,11 @@ class SplitEmbedder(Embedder):
         self.head = submodule(module, spec.head or "", "embedding")
         self._checked = False
         self._lock = threading.Lock()
+
+    def check_next(self) -> None:
+        """See :meth:`Embedder.check_next`."""
+        with self._lock:
+            self._checked = False
 
     def run(
         self, batch: npt.NDArray[np.float32]

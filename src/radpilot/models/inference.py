@@ -268,6 +268,7 @@ def load_model(
             raise ModelError(
                 f"{manifest.label}: the embedding section does not run ({_reason(exc)})"
             ) from exc
+        embedder.check_next()  # and on the first real batch, which a blank input is not
     explainer = None
     wanted = manifest.explain.method != "none"
     if (
