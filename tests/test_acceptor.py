@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import socket
 import threading
 import time
@@ -9,21 +10,33 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import C_STORE_RSP
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    MRImageStorage,
+    Verification,
+)
 
 from radpilot.core.settings import load_settings
 from radpilot.dicom.acceptor import (
     AdaptiveDUL,
     BulkReadSocket,
+    LowLatencyAssociation,
+    SupportedContexts,
     WaitingDIMSEProvider,
     handler_class,
 )
 from radpilot.dicom.intake import Intake
 from radpilot.dicom.scp import Receiver
+from radpilot.dicom.store_response import encode_store_response
 from radpilot.store import Archive, Database
 from tests import dcmtk
 
@@ -129,6 +142,8 @@ def test_the_receiver_serves_associations_with_the_tuned_parts(receiver: Receive
             busy_delay=dul.busy_delay,
             socket=type(dul.socket),
             dimse=type(event.assoc.dimse),
+            association=type(event.assoc),
+            contexts=type(server.contexts),
             nodelay=raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY),
         )
         return 0x0000
@@ -143,6 +158,8 @@ def test_the_receiver_serves_associations_with_the_tuned_parts(receiver: Receive
         "busy_delay": 0.0003,
         "socket": BulkReadSocket,
         "dimse": WaitingDIMSEProvider,
+        "association": LowLatencyAssociation,
+        "contexts": SupportedContexts,
         "nodelay": 1,
     }
 
@@ -165,3 +182,90 @@ def test_a_tuned_server_talks_to_a_plain_pynetdicom_requestor() -> None:
         assert assoc.is_released
     finally:
         server.shutdown()
+
+
+def test_supported_contexts_copy_per_association_like_a_deep_copy() -> None:
+    ae = AE("X")
+    ae.add_supported_context(Verification)
+    ae.add_supported_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    ae.add_supported_context(MRImageStorage, scu_role=True, scp_role=True)
+    original = SupportedContexts(ae.supported_contexts)
+    copied = copy.deepcopy(original)
+    reference = copy.deepcopy(list(original))  # what pynetdicom's deep copy gives
+    assert type(copied) is list
+    assert [str(c) for c in copied] == [str(c) for c in reference]
+    assert [(c.scu_role, c.scp_role) for c in copied] == [
+        (c.scu_role, c.scp_role) for c in reference
+    ]
+    for mine, theirs in zip(copied, original, strict=True):
+        assert mine is not theirs
+        assert mine.transfer_syntax is not theirs.transfer_syntax
+    copied[1].transfer_syntax = [ExplicitVRLittleEndian]  # what one association does...
+    copied[1].result = 0x00
+    assert original[1].transfer_syntax == [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    assert original[1].result is None  # ...leaves the server's contexts alone
+
+
+@pytest.mark.parametrize(
+    ("status", "sop_instance"),
+    [
+        (0x0000, "1.2.3.4.5"),  # odd length: NUL-padded
+        (0x0000, "1.2.826.0.1.3680043.8.498.10"),  # even length
+        (0xA700, "1.2.3"),
+        (0xC000, "1.2.840.10008.99.12345678901234567890123456789012345678901234567"),  # 64
+        (0xB000, "9"),
+    ],
+)
+def test_the_store_response_is_encoded_as_pynetdicom_encodes_it(
+    status: int, sop_instance: str
+) -> None:
+    primitive = C_STORE()
+    primitive.MessageIDBeingRespondedTo = 7
+    primitive.AffectedSOPClassUID = CTImageStorage
+    primitive.AffectedSOPInstanceUID = sop_instance
+    primitive.Status = status
+    message = C_STORE_RSP()
+    message.primitive_to_message(primitive)
+    (pdata,) = list(message.encode_msg(1, 16384))
+    ((context_id, pdv),) = pdata.presentation_data_value_list
+    assert context_id == 1 and pdv[:1] == b"\x03"
+    assert encode_store_response(primitive) == pdv[1:]
+
+
+def test_store_responses_with_comments_or_gaps_are_left_to_pynetdicom() -> None:
+    primitive = C_STORE()
+    primitive.MessageIDBeingRespondedTo = 7
+    primitive.AffectedSOPClassUID = CTImageStorage
+    primitive.AffectedSOPInstanceUID = "1.2.3"
+    primitive.Status = 0xC000
+    primitive.ErrorComment = "cannot understand"
+    assert encode_store_response(primitive) is None
+    primitive.ErrorComment = None
+    primitive.AffectedSOPInstanceUID = None
+    assert encode_store_response(primitive) is None
+    request = C_STORE()  # a request, not a response
+    request.MessageID = 1
+    request.AffectedSOPClassUID = CTImageStorage
+    request.AffectedSOPInstanceUID = "1.2.3"
+    assert encode_store_response(request) is None
+
+
+def test_storescu_gets_the_fast_responses_and_pynetdicom_the_logged_ones(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    """dcmtk reads radpilot's own encoding; a listener on EVT_DIMSE_SENT still gets
+    pynetdicom's message objects (the fast path steps aside)."""
+    ct = Path(get_testdata_file("CT_small.dcm"))
+    fast = dcmtk.storescu(receiver.port, [ct])
+    assert fast.returncode == 0, fast.stderr
+    assert "E:" not in fast.stdout + fast.stderr  # dcmtk's error lines
+    sent: list[Any] = []
+    server = receiver._server
+    assert server is not None
+    server.bind(evt.EVT_DIMSE_SENT, lambda event: sent.append(event.message))
+    mr = Path(get_testdata_file("MR_small.dcm"))
+    assert dcmtk.storescu(receiver.port, [mr]).returncode == 0
+    assert [type(m).__name__ for m in sent] == ["C_STORE_RSP"]
+    assert sent[0].command_set.Status == 0x0000
+    assert receiver.intake.archive.contains(pydicom.dcmread(ct).SOPInstanceUID)
+    assert receiver.intake.archive.contains(pydicom.dcmread(mr).SOPInstanceUID)

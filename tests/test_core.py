@@ -150,3 +150,24 @@ def test_patient_age(
     age: str | None, birth: str | None, study: str | None, years: float | None
 ) -> None:
     assert parse_age_years(age, birth, study) == years
+
+
+def test_freezing_the_start_up_heap_takes_it_out_of_collections() -> None:
+    import gc
+
+    from radpilot.core.heap import freeze_startup_heap
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    before = Cycle()
+    try:
+        frozen = freeze_startup_heap("in a test")
+        assert frozen == gc.get_freeze_count() > 0
+        assert not any(obj is before for obj in gc.get_objects())  # out of the generations
+        after = Cycle()
+        assert any(obj is after for obj in gc.get_objects())  # new objects are tracked
+    finally:
+        gc.unfreeze()
+    assert any(obj is before for obj in gc.get_objects())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import threading
 from pathlib import Path
 
@@ -34,9 +35,13 @@ def test_migrate_is_idempotent(db: Database) -> None:
     assert db.current_revision() == before
 
 
-def test_archive_stores_byte_identical_and_never_overwrites(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "size",
+    [1_800, 2 * 1024 * 1024 + 3],  # hashed inline; hashed aside and written in chunks
+)
+def test_archive_stores_byte_identical_and_never_overwrites(tmp_path: Path, size: int) -> None:
     archive = Archive(tmp_path / "a", fsync=True)
-    first = b"DICOM-ish bytes \x00\x01" * 100
+    first = bytes(random.Random(size).getrandbits(8) for _ in range(size))
     stored = archive.put(first, "1.2.3.4")
     assert stored.outcome is PutOutcome.STORED
     assert archive.read_bytes(stored.relative_path) == first
@@ -45,10 +50,11 @@ def test_archive_stores_byte_identical_and_never_overwrites(tmp_path: Path) -> N
 
     again = archive.put(first, "1.2.3.4")
     assert again.outcome is PutOutcome.DUPLICATE
-    other = archive.put(b"something else", "1.2.3.4")
+    other = archive.put(first[:-1] + b"!", "1.2.3.4")
     assert other.outcome is PutOutcome.CONFLICT
     assert archive.read_bytes(stored.relative_path) == first  # the first copy is kept
-    assert archive.read_bytes(other.relative_path) == b"something else"  # nothing lost
+    assert archive.read_bytes(other.relative_path) == first[:-1] + b"!"  # nothing lost
+    assert other.sha256 == hashlib.sha256(first[:-1] + b"!").hexdigest()
     assert not list((tmp_path / "a" / "tmp").iterdir())
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from radpilot.cli.context import reporting_errors, settings_of, with_overrides
+
+if TYPE_CHECKING:
+    from radpilot.pipeline.service import Service
 
 __all__ = ["serve"]
 
@@ -55,6 +58,7 @@ def serve(
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         service.start()
+        _freeze_when_warm(service)
         where = f"; API on http://{settings.http_host}:{service.web.port}" if service.web else ""
         jobs = (
             "jobs via Celery"
@@ -71,3 +75,20 @@ def serve(
         finally:
             typer.echo("radpilot: stopping; finishing the index and running jobs", err=True)
             service.stop()
+
+
+def _freeze_when_warm(service: Service) -> None:
+    """Take the start-up heap out of garbage collection, now and after the warm-up.
+
+    Only here, in the long-running process: a frozen heap in a test process would keep
+    every test's cyclic garbage (see :mod:`radpilot.core.heap`).
+    """
+    from radpilot.core.heap import freeze_startup_heap
+
+    freeze_startup_heap("after start")
+
+    def after_warm_up() -> None:
+        service.warmed_up.wait()
+        freeze_startup_heap("after warm-up")
+
+    threading.Thread(target=after_warm_up, name="radpilot-heap-freeze", daemon=True).start()

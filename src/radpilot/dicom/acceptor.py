@@ -25,23 +25,35 @@ Tests in ``tests/test_acceptor.py`` check each part; ``bench/cstore.py`` measure
 
 from __future__ import annotations
 
+import copy
+import logging
 import queue
 import socket
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
+from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket, RequestHandler
+
+from radpilot.dicom.store_response import encode_store_response
 
 __all__ = [
     "AdaptiveDUL",
     "BulkReadSocket",
+    "LowLatencyAssociation",
     "LowLatencyRequestHandler",
+    "SupportedContexts",
     "WaitingDIMSEProvider",
     "handler_class",
 ]
+
+log = logging.getLogger(__name__)
 
 _READ_CHUNK = 256 * 1024  # bytes per recv(); a PDU's length is the peer's word, not ours
 
@@ -86,6 +98,24 @@ class WaitingDIMSEProvider(DIMSEServiceProvider):
         except queue.Empty:
             return None, None
 
+    def send_msg(self, primitive: Any, context_id: int) -> None:
+        """Send a DIMSE message as pynetdicom does; a plain C-STORE response is encoded by
+        :func:`~radpilot.dicom.store_response.encode_store_response` instead.
+
+        The fast path is taken only when nobody listens for ``EVT_DIMSE_SENT`` (its
+        handlers want pynetdicom's message object) and the command fits one PDU.
+        """
+        if type(primitive) is C_STORE and not self.assoc.get_handlers(evt.EVT_DIMSE_SENT):
+            encoded = encode_store_response(primitive)
+            limit = self.maximum_pdu_size
+            if encoded is not None and (limit == 0 or len(encoded) + 6 <= limit):
+                pdata = P_DATA()
+                # 0x03: a command fragment, the last one (PS3.8 E.2)
+                pdata.presentation_data_value_list.append((context_id, b"\x03" + encoded))
+                self.dul.send_pdu(pdata)
+                return
+        super().send_msg(primitive, context_id)
+
 
 class AdaptiveDUL(DULServiceProvider):
     """pynetdicom's DUL thread, polling every ``busy_delay`` seconds while data flows.
@@ -123,6 +153,91 @@ class AdaptiveDUL(DULServiceProvider):
         return False
 
 
+class LowLatencyAssociation(Association):
+    """pynetdicom's acceptor association without the fixed 1 ms sleep per reactor turn.
+
+    pynetdicom's ``Association._run_reactor`` sleeps 1 ms at the top of every turn, after
+    a served request too, before it looks for the next one. Here the turn's pace comes
+    from :class:`WaitingDIMSEProvider` instead: the look for the next message *waits* for
+    it (up to ``message_wait``, woken by its arrival), so a request is served as soon as
+    it is decoded and an idle association still turns at most 1/``message_wait`` times a
+    second. Everything else in the turn is pynetdicom's, in pynetdicom's order: the pause
+    checkpoint, serving a request, the peer's release, an abort, the DUL thread's death,
+    the network timeout.
+    """
+
+    def _run_reactor(self) -> None:
+        self._is_paused = False
+        while not self._kill:
+            if not isinstance(self.dimse, WaitingDIMSEProvider):
+                time.sleep(0.001)  # nothing else paces the loop
+            self._is_paused = True
+            self._reactor_checkpoint.wait()
+            self._is_paused = False
+
+            context_id, msg = self.dimse.get_msg(block=False)
+            if msg:
+                self._serve_request(msg, cast(int, context_id))
+            if self._handled_end_of_association():
+                return
+
+    def _handled_end_of_association(self) -> bool:
+        """Release, abort, a dead DUL or the network timeout, as pynetdicom handles them."""
+        if self.is_established and self.acse.is_release_requested():
+            self.acse.send_release(is_response=True)
+            log.info("Association Released")
+            self.is_released = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_RELEASED, {})
+            self.kill()
+            return True
+        if self.acse.is_aborted():
+            log.info(
+                "Association Aborted%s", " (A-P-ABORT)" if self.acse.is_aborted("a-p-abort") else ""
+            )
+            self.dul.receive_pdu(wait=False)  # so that EVT_ACSE_RECV fires for subscribers
+            self.is_aborted = True
+            self.is_established = False
+            evt.trigger(self, evt.EVT_ABORTED, {})
+            self.kill()
+            return True
+        if not self.dul.is_alive():
+            self.kill()
+            return True
+        if self.dul.idle_timer_expired():
+            log.error("Network timeout reached")
+            if self.network_timeout_response == "A-RELEASE":
+                self._is_paused = True
+                self._reactor_checkpoint.wait()
+                self.release()
+                self._is_paused = False
+            else:
+                self.abort()
+            self.kill()
+            return True
+        return False
+
+
+class SupportedContexts(list[PresentationContext]):
+    """The server's supported presentation contexts, cheap to copy per association.
+
+    pynetdicom gives each accepted association ``copy.deepcopy`` of the server's contexts.
+    radpilot supports every storage SOP class in every transfer syntax (206 contexts,
+    9,270 transfer syntax UIDs), and that deep copy took 50-60 ms of CPU per association
+    here, more than the whole negotiation. A context holds strings (UIDs, immutable) and
+    flags, so a copy of each context with its own transfer syntax list is as independent
+    as the deep copy; negotiation only reads them.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[PresentationContext]:
+        out: list[PresentationContext] = []
+        for context in self:
+            twin = copy.copy(context)
+            twin._transfer_syntax = list(context._transfer_syntax)
+            out.append(twin)
+        return out
+
+
 class LowLatencyRequestHandler(RequestHandler):
     """pynetdicom's request handler with the acceptor tuned as the module describes.
 
@@ -140,7 +255,9 @@ class LowLatencyRequestHandler(RequestHandler):
 
 
 def tune(assoc: Association, *, poll_delay: float, message_wait: float) -> None:
-    """Apply the three changes to an association that has its socket but has not started."""
+    """Apply the changes to an association that has its socket but has not started."""
+    if type(assoc) is Association:
+        assoc.__class__ = LowLatencyAssociation
     if type(assoc.dul) is DULServiceProvider:
         assoc.dul.__class__ = AdaptiveDUL
         assoc.dul.busy_delay = poll_delay  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ from pydicom import config as pydicom_config
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_deferred_data_element
 from pydicom.tag import Tag
 from pydicom.uid import UID
 
@@ -72,8 +73,14 @@ def parse_bytes(data: bytes) -> Dataset:
     """
     try:
         # pydicom reads every element header and length here (raising on a malformed
-        # structure); values are converted lazily, only those radpilot reads.
-        ds = pydicom.dcmread(BytesIO(data))
+        # structure); values are converted lazily, only those radpilot reads. Values over
+        # _DEFER_SIZE (pixel data, mostly) are not copied out of ``data``: pydicom skips
+        # them and reads one from the buffer only if it is asked for.
+        ds = pydicom.dcmread(BytesIO(data), defer_size=_DEFER_SIZE)
+        if ds.file_meta.get("TransferSyntaxUID") == pydicom.uid.DeflatedExplicitVRLittleEndian:
+            # A deferred value is read back at its offset in the inflated stream, which
+            # is not the offset in ``data``: deflated data sets are read whole.
+            ds = pydicom.dcmread(BytesIO(data))
     except InvalidDicomError as exc:
         raise InvalidInstanceError(f"not a DICOM file: {exc}") from exc
     except (EOFError, OSError, zlib.error) as exc:
@@ -82,11 +89,25 @@ def parse_bytes(data: bytes) -> Dataset:
         # Whatever pydicom raises on hostile bytes (ValueError, struct.error, KeyError,
         # MemoryError, ...) means the same to the sender: cannot understand.
         raise InvalidInstanceError(f"malformed DICOM data: {type(exc).__name__}: {exc}") from exc
+    if not len(ds):
+        # pydicom warns and returns an empty data set when, e.g., encapsulated pixel data
+        # ends before its sequence delimiter.
+        raise InvalidInstanceError("truncated or corrupt DICOM data: no element could be read")
     _check_complete(ds, data)
     return ds
 
 
 _UNDEFINED = 0xFFFFFFFF
+_DEFER_SIZE = 64 * 1024
+
+
+def _present(raw: RawDataElement, data: bytes) -> int:
+    """How many bytes of the element's value ``data`` holds (a deferred value is not read)."""
+    if raw.value is not None:
+        return len(raw.value)
+    if raw.length == _UNDEFINED or raw.value_tell is None:
+        return 0
+    return max(0, min(raw.length, len(data) - raw.value_tell))
 
 
 _PIXEL_DATA = 0x7FE00010
@@ -105,7 +126,7 @@ def _check_no_partial_header(ds: Dataset, data: bytes) -> None:
     raw = ds.get_item(tags[-1], keep_deferred=True)
     if not isinstance(raw, RawDataElement) or raw.value_tell is None:
         return
-    got = len(raw.value) if raw.value is not None else 0
+    got = _present(raw, data)
     end = raw.value_tell + (got + 8 if raw.length == _UNDEFINED else raw.length)
     if 0 < len(data) - end < 8:
         raise InvalidInstanceError(
@@ -133,7 +154,15 @@ def _check_complete(ds: Dataset, data: bytes) -> None:
         raw = ds.get_item(tag, keep_deferred=True)
         if not isinstance(raw, RawDataElement):
             continue
-        got = len(raw.value) if raw.value is not None else 0
+        if raw.value is None and raw.length == _UNDEFINED:
+            # Deferred encapsulated pixel data: its end is only known once it is read.
+            try:
+                raw = read_deferred_data_element(BytesIO, BytesIO(data), None, raw)
+            except Exception as exc:
+                raise InvalidInstanceError(
+                    f"malformed DICOM data: element {Tag(tag)}: {type(exc).__name__}: {exc}"
+                ) from exc
+        got = _present(raw, data)
         if raw.length != _UNDEFINED:
             if got < raw.length:
                 raise InvalidInstanceError(

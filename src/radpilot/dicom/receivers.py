@@ -44,6 +44,7 @@ def _child(settings: Settings, events: Any, ready: Any) -> None:
     # child killed while waiting on such an Event leaves its condition variable expecting
     # a waiter that never wakes, and the parent's set() would block for ever.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    from radpilot.core.heap import freeze_startup_heap
     from radpilot.core.logging import configure_logging
     from radpilot.dicom.reading import configure_pydicom
     from radpilot.dicom.scp import Receiver
@@ -64,6 +65,7 @@ def _child(settings: Settings, events: Any, ready: Any) -> None:
     intake.start(recover=False)
     receiver = Receiver(settings, intake)
     receiver.start()
+    freeze_startup_heap("in a receiver process")
     ready.set()
     try:
         while not stop.wait(1.0) and os.getppid() == parent:

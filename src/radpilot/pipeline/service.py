@@ -131,6 +131,8 @@ class Service:
         self.outbox = Outbox(self.db, settings)
         self.runner = JobRunner(self.db, settings, on_delivery=self.outbox.wake)
         self.pool: WorkerPool | None = None
+        self.warmed_up = threading.Event()
+        """Set once the models are warm (at once when no worker pool runs here)."""
         self.sweeper: CelerySweeper | None = None
         if settings.worker_mode == "celery":
             from radpilot.pipeline.celery_app import CelerySweeper, make_celery
@@ -144,6 +146,8 @@ class Service:
             notify = self._wake_pool
         else:
             notify = self._nobody  # another process runs the jobs
+        if self.pool is None:
+            self.warmed_up.set()
         self.dispatcher = Dispatcher(self.db, settings, self.bus, self.rules, notify)
         from radpilot.monitoring.watcher import AlertWatcher
 
@@ -190,9 +194,7 @@ class Service:
         if self.pool is not None:
             # In the background: the ports open at once; a job that arrives meanwhile waits
             # for its model to finish loading, as it would without the warm-up.
-            threading.Thread(
-                target=self.runner.warm_up, name="radpilot-warm-up", daemon=True
-            ).start()
+            threading.Thread(target=self._warm_up, name="radpilot-warm-up", daemon=True).start()
             self.pool.start()
         if self.sweeper is not None:
             self.sweeper.start()
@@ -204,6 +206,12 @@ class Service:
         if self.web is not None:
             self.web.start()
         self.intake_service.start()
+
+    def _warm_up(self) -> None:
+        try:
+            self.runner.warm_up()
+        finally:
+            self.warmed_up.set()
 
     def stop(self) -> None:
         """Close the ports first, then let jobs and deliveries in progress finish."""
