@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RSP
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     MRImageStorage,
@@ -35,6 +37,7 @@ from radpilot.dicom.acceptor import (
     handler_class,
 )
 from radpilot.dicom.intake import Intake
+from radpilot.dicom.pdata import MalformedPDUError, parse_items, read_pdata
 from radpilot.dicom.scp import Receiver
 from radpilot.dicom.store_response import encode_store_response
 from radpilot.store import Archive, Database
@@ -269,3 +272,67 @@ def test_storescu_gets_the_fast_responses_and_pynetdicom_the_logged_ones(
     assert sent[0].command_set.Status == 0x0000
     assert receiver.intake.archive.contains(pydicom.dcmread(ct).SOPInstanceUID)
     assert receiver.intake.archive.contains(pydicom.dcmread(mr).SOPInstanceUID)
+
+
+def _item(context_id: int, header: int, fragment: bytes) -> bytes:
+    return struct.pack(">LB", len(fragment) + 2, context_id) + bytes([header]) + fragment
+
+
+def test_pdata_items_are_views_of_the_one_buffer_with_pynetdicoms_reading() -> None:
+    body = _item(1, 0x03, b"command") + _item(3, 0x00, b"data" * 1000) + _item(3, 0x02, b"end")
+    fast = parse_items(memoryview(bytearray(body)))
+    reference = P_DATA_TF()
+    reference.decode(struct.pack(">BBL", 0x04, 0, len(body)) + body)
+    expected = reference.to_primitive().presentation_data_value_list
+    got = fast.to_primitive().presentation_data_value_list
+    assert [(cid, bytes(data)) for cid, data in got] == [(cid, data) for cid, data in expected]
+    assert all(isinstance(data, memoryview) for _, data in got)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x00\x00",  # a length field cut short
+        struct.pack(">LB", 1, 1),  # an item without its control header
+        struct.pack(">LBB", 50, 1, 0) + b"short",  # an item running past the PDU
+    ],
+)
+def test_malformed_pdata_bodies_are_refused(body: bytes) -> None:
+    with pytest.raises(MalformedPDUError):
+        parse_items(memoryview(bytearray(body)))
+
+
+def test_read_pdata_reads_across_partial_sends_and_reports_a_close() -> None:
+    left, right = socket.socketpair()
+    try:
+        payload = bytes(range(256)) * 2000
+        sender = threading.Thread(
+            target=lambda: [right.sendall(payload[i : i + 9_999]) for i in range(0, 512_000, 9_999)]
+        )
+        sender.start()
+        got = read_pdata(left, len(payload))
+        sender.join()
+        assert got is not None and bytes(got) == payload
+        right.sendall(b"abc")
+        right.close()
+        assert read_pdata(left, 10) is None  # the peer closed before 10 bytes came
+    finally:
+        left.close()
+
+
+def test_a_malformed_pdata_pdu_aborts_the_association_and_the_server_serves_on(
+    receiver: Receiver,
+) -> None:
+    scu = AE("RAW")
+    scu.add_requested_context(Verification)
+    assoc = scu.associate("127.0.0.1", receiver.port, ae_title="RADPILOT")
+    assert assoc.is_established
+    sock = assoc.dul.socket
+    assert sock is not None and sock.socket is not None
+    bad = struct.pack(">LB", 50, 1) + b"\x03short"  # an item longer than its PDU
+    sock.socket.sendall(struct.pack(">BBL", 0x04, 0, len(bad)) + bad)
+    deadline = time.monotonic() + 5
+    while assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert assoc.is_aborted  # radpilot aborted it (Evt19), as pynetdicom would
+    assert dcmtk.echoscu(receiver.port)  # and still serves

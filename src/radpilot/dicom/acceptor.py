@@ -29,6 +29,7 @@ import copy
 import logging
 import queue
 import socket
+import struct
 import time
 from typing import Any, ClassVar, cast
 
@@ -41,6 +42,7 @@ from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket, RequestHandler
 
+from radpilot.dicom.pdata import MalformedPDUError, parse_items, read_pdata
 from radpilot.dicom.store_response import encode_store_response
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _READ_CHUNK = 256 * 1024  # bytes per recv(); a PDU's length is the peer's word, not ours
+_BULK_MAX = 16 * 1024 * 1024  # when our maximum PDU size is unlimited (0)
 
 
 class BulkReadSocket(AssociationSocket):
@@ -151,6 +154,71 @@ class AdaptiveDUL(DULServiceProvider):
             self._last_activity = time.monotonic()
             return True
         return False
+
+    def _read_pdu_data(self) -> None:
+        """pynetdicom's PDU read, with P-DATA-TF bodies read as :mod:`~radpilot.dicom.pdata`
+        describes (one copy). Every other PDU, and every PDU while someone listens for
+        ``EVT_DATA_RECV`` or ``EVT_PDU_RECV``, is decoded by pynetdicom; the events put on
+        the state machine's queue are pynetdicom's (Evt10 for P-DATA, Evt17 when the peer
+        closes mid-PDU, Evt19 for a malformed one).
+        """
+        if self.assoc.get_handlers(evt.EVT_DATA_RECV) or self.assoc.get_handlers(evt.EVT_PDU_RECV):
+            super()._read_pdu_data()
+            return
+        sock = self.socket
+        try:
+            header = bytes(sock.recv(6)) if sock is not None else b""
+        except (OSError, TimeoutError):
+            header = b""
+        if len(header) < 6 or sock is None or sock.socket is None:
+            self.event_queue.put("Evt17")  # transport closed
+            return
+        pdu_type, _, length = struct.unpack(">BBL", header)
+        if not 0x01 <= pdu_type <= 0x07:
+            log.error("unknown PDU type 0x%02X received", pdu_type)
+            self.event_queue.put("Evt19")
+            return
+        if pdu_type == 0x04 and length <= self._bulk_limit():
+            try:
+                body = read_pdata(sock.socket, length)
+            except (OSError, TimeoutError):
+                body = None
+            if body is None:
+                self.event_queue.put("Evt17")
+                return
+            try:
+                pdu: Any = parse_items(body)
+            except MalformedPDUError as exc:
+                log.error("malformed P-DATA-TF PDU received: %s", exc)
+                self.event_queue.put("Evt19")
+                return
+            self.event_queue.put("Evt10")
+            self._recv_pdu.put(pdu)
+            return
+        try:
+            rest = sock.recv(length)
+        except (OSError, TimeoutError):
+            rest = bytearray()
+        if len(rest) != length:
+            self.event_queue.put("Evt17")
+            return
+        try:
+            pdu, event = self._decode_pdu(bytearray(header) + rest)
+        except Exception as exc:  # noqa: BLE001 - as pynetdicom: any decoding failure is Evt19
+            log.error("unable to decode the received PDU (%s)", type(exc).__name__)
+            self.event_queue.put("Evt19")
+            return
+        self.event_queue.put(event)
+        self._recv_pdu.put(pdu)
+
+    def _bulk_limit(self) -> int:
+        """The largest P-DATA body read into one buffer up front: our maximum PDU size.
+
+        A larger announced length (a peer breaking the negotiated maximum) goes through
+        pynetdicom's read, which grows its buffer as data arrives.
+        """
+        maximum = int(self.assoc.acceptor.maximum_length or 0)
+        return maximum if 0 < maximum <= _BULK_MAX else _BULK_MAX
 
 
 class LowLatencyAssociation(Association):
