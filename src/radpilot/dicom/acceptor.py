@@ -2,25 +2,30 @@
 
 pynetdicom runs each association as two polling threads: the DUL thread reads PDUs and
 sleeps ``_run_loop_delay`` (1 ms) whenever it finds nothing to do, and the association
-thread sleeps 1 ms before each look at the queue of decoded DIMSE messages. A storage SCU
-such as dcmtk's ``storescu`` waits for each C-STORE response before it sends the next
-image, so these sleeps add up to 1.5-3 ms to every image, a third of the time a 0.5 MB CT
-slice takes here. The socket is read 4 KiB per ``recv`` call, 32 calls per 128 KiB PDU.
+thread sleeps 1 ms on every turn of its loop before it looks at the queue of decoded DIMSE
+messages. A storage SCU such as dcmtk's ``storescu`` waits for each C-STORE response
+before it sends the next image, so everything the receiver spends per image, sleeps,
+copies and encodings included, is paid in series.
 
-:class:`LowLatencyRequestHandler` keeps pynetdicom's protocol code and changes three
-things on each accepted association, all through subclasses (no module is patched):
+:class:`LowLatencyRequestHandler` keeps pynetdicom's protocol code and changes, on each
+accepted association and through subclasses only (no module is patched):
 
 - the DUL's poll delay (the tunable pynetdicom's maintainers describe for this trade-off,
   pynetdicom issue #650) is ``poll_delay`` seconds while data flows, and pynetdicom's 1 ms
   again once the association has been quiet for ``busy_window`` seconds, so an idle open
-  association costs no more CPU than before;
+  association costs no more CPU than before (:class:`AdaptiveDUL`);
+- P-DATA-TF bodies are read into one buffer and passed on as memoryviews
+  (:mod:`radpilot.dicom.pdata`), other PDUs as pynetdicom reads them;
 - the association thread *waits* on the message queue (up to ``message_wait`` seconds, a
-  condition variable, no spinning) instead of only peeking after its 1 ms sleep, so a
-  decoded request is served at once;
+  condition variable, no spinning) instead of sleeping 1 ms per turn and peeking
+  (:class:`WaitingDIMSEProvider`, :class:`LowLatencyAssociation`);
+- a plain C-STORE response is encoded by :mod:`radpilot.dicom.store_response`;
 - the socket is read up to 256 KiB per call and ``TCP_NODELAY`` is set, so the small
-  C-STORE response leaves without Nagle's delay.
+  C-STORE response leaves without Nagle's delay (:class:`BulkReadSocket`).
 
-Tests in ``tests/test_acceptor.py`` check each part; ``bench/cstore.py`` measures the effect.
+:class:`SupportedContexts` makes the server's per-association copy of its presentation
+contexts cheap. Tests in ``tests/test_acceptor.py`` check each part; ``bench/cstore.py``
+measures the effect.
 """
 
 from __future__ import annotations
