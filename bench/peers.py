@@ -425,6 +425,18 @@ class Radpilot(Receiver):
             argv, log_path=self.workdir / "radpilot.log", env=self._env(), cwd=self.workdir
         )
 
+    def _ready(self) -> bool:
+        """C-ECHO answered and start-up finished (receiver processes listening, warm-up
+        done, heap frozen), so that no start-up work overlaps the measurement: the main
+        receiver answers C-ECHO while a second receiver process may still be importing."""
+        if not echo(self.aet, self.port):
+            return False
+        try:
+            text = (self.workdir / "radpilot.log").read_text(errors="replace")
+        except OSError:
+            return False
+        return "start-up done" in text
+
     def received(self) -> int:
         return _count_files(self.data_dir / "archive" / "instances", "*.dcm")
 

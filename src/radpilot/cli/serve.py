@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from typing import TYPE_CHECKING, Annotated
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from radpilot.pipeline.service import Service
 
 __all__ = ["serve"]
+
+log = logging.getLogger(__name__)
 
 
 def serve(
@@ -89,6 +92,8 @@ def _freeze_when_warm(service: Service) -> None:
 
     def after_warm_up() -> None:
         service.warmed_up.wait()
-        freeze_startup_heap("after warm-up")
+        frozen = freeze_startup_heap("after warm-up")
+        # bench/peers.py waits for this line before it measures.
+        log.info("start-up done: warm-up finished, %d start-up objects frozen", frozen)
 
     threading.Thread(target=after_warm_up, name="radpilot-heap-freeze", daemon=True).start()
