@@ -88,7 +88,9 @@ def _freeze_when_warm(service: Service) -> None:
     """
     from radpilot.core.heap import freeze_startup_heap
 
-    freeze_startup_heap("after start")
+    if not service.warmed_up.is_set():
+        # Models may take a while to load: keep collections off what exists meanwhile.
+        freeze_startup_heap("after start")
 
     def after_warm_up() -> None:
         service.warmed_up.wait()

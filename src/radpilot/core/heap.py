@@ -5,11 +5,11 @@ A started ``radpilot serve`` holds about 650,000 objects tracked by the collecto
 they live as long as the process. Every full (generation 2) collection walks all of them:
 in one C-STORE run of 300 CT slices the process spent 0.9 s in 9 full collections, up to
 0.2 s each, and an image arriving during one waits for it (measured with ``gc.callbacks``;
-``bench/cstore.py`` measures the effect). :func:`gc.freeze` moves every object tracked so
-far into a permanent generation that collections skip; objects created afterwards are
-collected as before. The cost: a frozen object that later becomes cyclic garbage is never
-reclaimed, which is why this is called once start-up is done, not on a running service's
-working data.
+the effect on C-STORE throughput is in BENCHMARKS.md). :func:`gc.freeze` moves every
+object tracked so far into a permanent generation that collections skip; objects created
+afterwards are collected as before. The cost: a frozen object that later becomes cyclic
+garbage is never reclaimed, which is why this is called once start-up is done, not on a
+running service's working data.
 """
 
 from __future__ import annotations

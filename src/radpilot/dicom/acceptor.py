@@ -162,10 +162,10 @@ class AdaptiveDUL(DULServiceProvider):
 
     def _read_pdu_data(self) -> None:
         """pynetdicom's PDU read, with P-DATA-TF bodies read as :mod:`~radpilot.dicom.pdata`
-        describes (one copy). Every other PDU, and every PDU while someone listens for
-        ``EVT_DATA_RECV`` or ``EVT_PDU_RECV``, is decoded by pynetdicom; the events put on
-        the state machine's queue are pynetdicom's (Evt10 for P-DATA, Evt17 when the peer
-        closes mid-PDU, Evt19 for a malformed one).
+        describes (once, into one buffer). Every other PDU, and every PDU while someone
+        listens for ``EVT_DATA_RECV`` or ``EVT_PDU_RECV``, is decoded by pynetdicom; the
+        events put on the state machine's queue are pynetdicom's (Evt10 for P-DATA, Evt17
+        when the peer closes mid-PDU, Evt19 for a malformed one).
         """
         if self.assoc.get_handlers(evt.EVT_DATA_RECV) or self.assoc.get_handlers(evt.EVT_PDU_RECV):
             super()._read_pdu_data()

@@ -1,13 +1,13 @@
-"""Reading P-DATA-TF PDUs with one copy instead of eight.
+"""Reading P-DATA-TF PDUs with two copies of each byte instead of about eight.
 
 pynetdicom reads a PDU into a ``bytearray`` piecewise, copies it into another, then into
 ``bytes`` for decoding, slices each presentation data value out of it, and the DIMSE layer
 slices off the message control header before it appends the fragment to the data set's
-buffer: a 2 MB radiograph was copied about eight times on its way in, 3 ms of the
-13 ms it took per image here. :func:`read_pdata` reads the PDU's body straight into one
-buffer (``recv_into``) and hands the DIMSE layer ``memoryview`` slices of it, which
-pynetdicom's ``decode_msg`` indexes and writes exactly as it does ``bytes``; the only
-copy left is the append to the data set.
+buffer: by a count of pynetdicom's code, each received byte was copied about eight times.
+:func:`read_pdata` reads the PDU's body straight into one buffer (``recv_into``) and
+hands the DIMSE layer ``memoryview`` slices of it, which pynetdicom's ``decode_msg``
+indexes and writes exactly as it does ``bytes``; the copies left are the read itself and
+the append to the data set.
 
 The PDU structure is checked as pynetdicom checks it (PS3.8 9.3.5): each item's length
 must leave room for its context ID and control header and must not run past the PDU.

@@ -245,7 +245,7 @@ def _digest(data: bytes) -> Future[str]:
     """
     if len(data) < _HASH_ASIDE:
         done: Future[str] = Future()
-        done.set_result(hashlib.sha256(data).hexdigest())
+        done.set_result(_sha256_hex(data))
         return done
     global _hasher
     with _hasher_lock:
@@ -264,11 +264,11 @@ _WRITE_CHUNK = 256 * 1024
 def _write_all(fd: int, data: bytes) -> None:
     """Write ``data`` at most ``_WRITE_CHUNK`` bytes per call.
 
-    One ``write(2)`` of a whole 2 MB radiograph took 5.7-6.0 ms on the benchmark machine
-    (Linux 6.18, ext4) and the same bytes in 256 KiB calls 0.4 ms: a single large write
-    makes the kernel allocate large page-cache folios, which is slow once free memory is
-    fragmented (a 1 MB write: 3.0 ms; see BENCHMARKS.md). Small calls cost a few
-    microseconds each.
+    In an isolated test on the benchmark machine (Linux 6.18, ext4) one ``write(2)`` of
+    2 MB into a new file took 5.7 ms (median of 100) and the same bytes in 256 KiB calls
+    0.42 ms; another run of that test gave 0.42 ms for the single write too, and the
+    C-STORE benchmark showed no difference beyond its spread (BENCHMARKS.md). The cause
+    was not pinned down; small calls cost a few microseconds each.
     """
     view = memoryview(data)
     while view:
