@@ -18,7 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RSP
-from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -38,6 +38,7 @@ from radpilot.dicom.acceptor import (
 )
 from radpilot.dicom.intake import Intake
 from radpilot.dicom.pdata import MalformedPDUError, parse_items, read_pdata
+from radpilot.dicom.requestor import ResponseKeepingDIMSEProvider
 from radpilot.dicom.scp import Receiver
 from radpilot.dicom.store_response import encode_store_response
 from radpilot.store import Archive, Database
@@ -336,3 +337,25 @@ def test_a_malformed_pdata_pdu_aborts_the_association_and_the_server_serves_on(
         time.sleep(0.05)
     assert assoc.is_aborted  # radpilot aborted it (Evt19), as pynetdicom would
     assert dcmtk.echoscu(receiver.port)  # and still serves
+
+
+def test_a_requestors_reactor_leaves_responses_for_the_waiting_sender() -> None:
+    provider = DIMSEServiceProvider.__new__(DIMSEServiceProvider)
+    provider.__class__ = ResponseKeepingDIMSEProvider
+    import queue
+    import types
+
+    provider.msg_queue = queue.Queue()
+    provider._assoc = types.SimpleNamespace(dimse_timeout=5)  # type: ignore[assignment]
+    response = C_STORE()
+    response.MessageIDBeingRespondedTo = 1
+    response.Status = 0x0000
+    provider.msg_queue.put((1, response))
+    assert provider.get_msg(block=False) == (None, None)  # the reactor's look: left alone
+    assert provider.get_msg(block=True) == (1, response)  # the sender's wait gets it
+    request = C_ECHO()
+    request.MessageID = 2
+    request.AffectedSOPClassUID = Verification
+    provider.msg_queue.put((1, request))
+    assert provider.get_msg(block=False) == (1, request)  # requests still reach the reactor
+    assert provider.get_msg(block=False) == (None, None)

@@ -16,6 +16,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE
 
+from radpilot.dicom.requestor import keep_responses
+
 __all__ = ["SendReport", "send_files"]
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ def send_files(
         ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = timeout
         for sop_class, syntax in batch:
             ae.add_requested_context(sop_class, syntax)
-        assoc = ae.associate(host, port, ae_title=called_ae_title)
+        assoc = keep_responses(ae.associate(host, port, ae_title=called_ae_title))
         if not assoc.is_established:
             report.unsent["association not established"] += sum(len(groups[k]) for k in batch)
             continue

@@ -19,6 +19,7 @@ from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
 
 from radpilot.core.settings import Destination
+from radpilot.dicom.requestor import keep_responses
 from radpilot.results.outcome import (
     Sendable,
     Sender,
@@ -245,11 +246,13 @@ class CStoreSender:
                 ae.add_requested_context(sop_class, list(_UNCOMPRESSED))
         self._socket = None
         self.opened += 1
-        return ae.associate(
-            self.destination.host,
-            self.destination.port,
-            ae_title=self.destination.ae_title,
-            evt_handlers=[(evt.EVT_CONN_OPEN, self._on_open)],
+        return keep_responses(
+            ae.associate(
+                self.destination.host,
+                self.destination.port,
+                ae_title=self.destination.ae_title,
+                evt_handlers=[(evt.EVT_CONN_OPEN, self._on_open)],
+            )
         )
 
     def _close(self, assoc: Association) -> None:
