@@ -11,7 +11,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataelem import RawDataElement
 
-from radpilot.dicom.reading import InvalidInstanceError, parse_bytes
+from radpilot.dicom.reading import InvalidInstanceError, identify, parse_bytes
 
 _PIXEL_DATA = 0x7FE00010
 
@@ -60,3 +60,18 @@ def test_deflated_data_sets_are_read_whole() -> None:
     data = _bytes("image_dfl.dcm")
     ds = parse_bytes(data)
     assert ds.PixelData == pydicom.dcmread(get_testdata_file("image_dfl.dcm")).PixelData
+
+
+def test_identify_checks_deferred_pixel_data_without_reading_it() -> None:
+    name = "SC_rgb_16bit_2frame.dcm"
+    ds = parse_bytes(_bytes(name))
+    assert identify(ds).sop_instance_uid == ds.SOPInstanceUID
+    raw = ds.get_item(_PIXEL_DATA, keep_deferred=True)
+    assert isinstance(raw, RawDataElement) and raw.value is None  # still in the buffer
+
+    taller = pydicom.dcmread(get_testdata_file(name))
+    taller.Rows += 1  # the complete value is now one row short of what the header says
+    buffer = pydicom.filebase.DicomBytesIO()
+    taller.save_as(buffer)
+    with pytest.raises(InvalidInstanceError, match="pixel data truncated: 120000 bytes"):
+        identify(parse_bytes(buffer.getvalue()))

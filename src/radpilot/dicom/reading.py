@@ -410,9 +410,20 @@ def check_pixel_data(ds: Dataset, meta: InstanceMeta) -> None:
         return
     expected_bits = rows * cols * frames * samples * bits
     expected = (expected_bits + 7) // 8
-    actual = len(ds.PixelData)
+    actual = _pixel_bytes(ds, raw)
     if actual < expected:
         raise InvalidInstanceError(
             f"pixel data truncated: {actual} bytes where {rows}x{cols}x{frames} frames x "
             f"{samples} samples x {bits} bits need {expected}"
         )
+
+
+def _pixel_bytes(ds: Dataset, raw: object) -> int:
+    """The length of native pixel data, without reading a deferred value.
+
+    A value :func:`parse_bytes` deferred was checked there to be present in full, so its
+    declared length is its length; reading it would copy the whole image.
+    """
+    if isinstance(raw, RawDataElement) and raw.length != _UNDEFINED:
+        return len(raw.value) if raw.value is not None else raw.length
+    return len(ds.PixelData)
