@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import socket
 import struct
 import threading
@@ -16,8 +17,9 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
-from pynetdicom.dimse_messages import C_STORE_RSP
+from pynetdicom.dimse_messages import C_STORE_RSP, DIMSEMessage
 from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import P_DATA_TF
@@ -36,11 +38,13 @@ from radpilot.dicom.acceptor import (
     WaitingDIMSEProvider,
     handler_class,
 )
+from radpilot.dicom.inbound import Part10Buffer, received_file
 from radpilot.dicom.intake import Intake
 from radpilot.dicom.pdata import MalformedPDUError, parse_items, read_pdata
 from radpilot.dicom.requestor import ResponseKeepingDIMSEProvider
 from radpilot.dicom.scp import Receiver
 from radpilot.dicom.store_response import encode_store_response
+from radpilot.dicom.writing import part10_header
 from radpilot.store import Archive, Database
 from tests import dcmtk
 
@@ -359,3 +363,43 @@ def test_a_requestors_reactor_leaves_responses_for_the_waiting_sender() -> None:
     provider.msg_queue.put((1, request))
     assert provider.get_msg(block=False) == (1, request)  # requests still reach the reactor
     assert provider.get_msg(block=False) == (None, None)
+
+
+def test_a_stored_data_set_is_received_into_its_part10_file(receiver: Receiver) -> None:
+    seen: list[tuple[type, int]] = []
+
+    def on_dimse_recv(event: evt.Event) -> None:
+        buffer = event.message.data_set
+        seen.append((type(buffer), getattr(buffer, "header_length", -1)))
+
+    server = receiver._server
+    assert server is not None
+    server.bind(evt.EVT_DIMSE_RECV, on_dimse_recv)
+    source = Path(str(get_testdata_file("CT_small.dcm")))
+    original = pydicom.dcmread(source)
+    assert dcmtk.storescu(receiver.port, [source]).returncode == 0
+    assert receiver.intake.flush(timeout=30)
+
+    header = part10_header(
+        original.SOPClassUID,
+        original.SOPInstanceUID,
+        original.file_meta.TransferSyntaxUID,
+        "STORESCU",
+    )
+    assert seen == [(Part10Buffer, len(header))]  # the one C-STORE request
+    archive = receiver.intake.archive
+    stored = archive.read_bytes(archive.relative_path(original.SOPInstanceUID))
+    assert stored.startswith(header)
+    ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(stored))
+    assert ds.file_meta.SourceApplicationEntityTitle == "STORESCU"
+    assert ds.PixelData == original.PixelData
+    assert ds.SOPInstanceUID == original.SOPInstanceUID
+
+
+def test_a_buffer_of_another_message_or_a_bad_command_holds_the_data_set_alone() -> None:
+    echo = DIMSEMessage()
+    buffer = Part10Buffer(echo, Association(AE(), "acceptor"))
+    buffer.write(b"\x08\x00\x16\x00")
+    assert buffer.header_length == 0 and buffer.getvalue() == b"\x08\x00\x16\x00"
+    assert received_file(buffer) is None
+    assert received_file(io.BytesIO(b"data")) is None

@@ -19,7 +19,9 @@ accepted association and through subclasses only (no module is patched):
 - the association thread *waits* on the message queue (up to ``message_wait`` seconds, a
   condition variable, no spinning) instead of sleeping 1 ms per turn and peeking
   (:class:`WaitingDIMSEProvider`, :class:`LowLatencyAssociation`);
-- a plain C-STORE response is encoded by :mod:`radpilot.dicom.store_response`;
+- a C-STORE data set is received into the image of its Part 10 file
+  (:mod:`radpilot.dicom.inbound`), and a plain C-STORE response is encoded by
+  :mod:`radpilot.dicom.store_response`;
 - the socket is read up to 256 KiB per call and ``TCP_NODELAY`` is set, so the small
   C-STORE response leaves without Nagle's delay (:class:`BulkReadSocket`).
 
@@ -41,12 +43,14 @@ from typing import Any, ClassVar, cast
 from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import DIMSEMessage
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.transport import AssociationSocket, RequestHandler
 
+from radpilot.dicom.inbound import Part10Buffer
 from radpilot.dicom.pdata import MalformedPDUError, parse_items, read_pdata
 from radpilot.dicom.store_response import encode_store_response
 
@@ -105,6 +109,15 @@ class WaitingDIMSEProvider(DIMSEServiceProvider):
             return self.msg_queue.get(timeout=self.message_wait)
         except queue.Empty:
             return None, None
+
+    def receive_primitive(self, primitive: P_DATA) -> None:
+        """As pynetdicom's, with each new message's data set received into a
+        :class:`~radpilot.dicom.inbound.Part10Buffer`."""
+        if self.message is None:
+            message = DIMSEMessage()
+            message.data_set = Part10Buffer(message, self.assoc)
+            self.message = message
+        super().receive_primitive(primitive)
 
     def send_msg(self, primitive: Any, context_id: int) -> None:
         """Send a DIMSE message as pynetdicom does; a plain C-STORE response is encoded by

@@ -30,6 +30,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from radpilot.core.settings import Settings
 from radpilot.dicom.acceptor import SupportedContexts, handler_class
+from radpilot.dicom.inbound import received_file
 from radpilot.dicom.intake import Arrival, Intake
 from radpilot.dicom.status import Status
 from radpilot.dicom.writing import part10
@@ -195,7 +196,7 @@ class Receiver:
         calling = str(requestor.ae_title).strip()
         request = cast(C_STORE, event.request)
         try:
-            data = part10(
+            data = received_file(request.DataSet) or part10(
                 cast(BytesIO, request.DataSet).getvalue(),
                 str(request.AffectedSOPClassUID),
                 str(request.AffectedSOPInstanceUID),

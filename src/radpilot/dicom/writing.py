@@ -10,7 +10,13 @@ from pydicom.dataset import Dataset
 
 from radpilot import __version__
 
-__all__ = ["IMPLEMENTATION_CLASS_UID", "IMPLEMENTATION_VERSION_NAME", "encode_file", "part10"]
+__all__ = [
+    "IMPLEMENTATION_CLASS_UID",
+    "IMPLEMENTATION_VERSION_NAME",
+    "encode_file",
+    "part10",
+    "part10_header",
+]
 
 #: radpilot's Implementation Class UID: a UUID-derived UID (PS3.5 B.2), the same everywhere.
 IMPLEMENTATION_CLASS_UID = f"2.25.{uuid.uuid5(uuid.NAMESPACE_URL, 'urn:radpilot').int}"
@@ -36,10 +42,26 @@ def part10(
     transfer_syntax_uid: str,
     source_ae_title: str | None = None,
 ) -> bytes:
-    """Wrap an encoded data set, untouched, as a DICOM Part 10 file.
+    """Wrap an encoded data set, untouched, as a DICOM Part 10 file."""
+    header = part10_header(sop_class_uid, sop_instance_uid, transfer_syntax_uid, source_ae_title)
+    return header + dataset
 
-    This is the receiver's hot path, so the File Meta Information (PS3.10 7.1) is encoded
-    directly rather than through a pydicom Dataset; a test checks pydicom reads it back.
+
+def part10_header(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax_uid: str,
+    source_ae_title: str | None = None,
+) -> bytes:
+    """The preamble, prefix and File Meta Information (PS3.10 7.1) of a Part 10 file.
+
+    This is the receiver's hot path, so the elements are encoded directly rather than
+    through a pydicom Dataset; a test checks pydicom reads them back.
+
+    Raises
+    ------
+    UnicodeEncodeError
+        If a UID is not ASCII.
     """
     body = b"".join(
         (
@@ -57,7 +79,7 @@ def part10(
         )
     )
     group_length = _element(0x00020000, b"UL", struct.pack("<I", len(body)))
-    return b"".join((_PREAMBLE, group_length, body, dataset))
+    return b"".join((_PREAMBLE, group_length, body))
 
 
 def encode_file(ds: Dataset) -> bytes:
