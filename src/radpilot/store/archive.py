@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import os
 import re
 import shutil
@@ -160,8 +161,9 @@ class Archive:
         digest = _digest(data)
         rel = self.relative_path(sop_instance_uid)
         final = self.root / rel
-        tmp = self.root / "tmp" / f"{uuid.uuid4().hex}.part"
+        tmp = self.root / "tmp" / f"{_TMP_PREFIX}-{os.getpid()}-{next(_tmp_numbers)}.part"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        named = True  # tmp still names the file
         try:
             _write_all(fd, data)
             self._ensure_dir(final.parent)
@@ -173,6 +175,7 @@ class Archive:
                 return self._second_copy(tmp, final, rel, digest.result(), len(data))
             pending = self.root / "pending" / final.name
             os.replace(tmp, pending)
+            named = False
             if self.fsync:
                 # One flush after both names exist. link(2) changed the inode (its link
                 # count), so fsync of the file commits the journal transaction holding both
@@ -185,7 +188,8 @@ class Archive:
         finally:
             if fd >= 0:
                 os.close(fd)
-            tmp.unlink(missing_ok=True)
+            if named:
+                tmp.unlink(missing_ok=True)
         return PutResult(PutOutcome.STORED, rel, digest.result(), len(data))
 
     def _second_copy(self, tmp: Path, final: Path, rel: str, sha: str, size: int) -> PutResult:
@@ -230,6 +234,12 @@ def archive_from_settings(settings: Settings) -> Archive:
         min_free_bytes=settings.min_free_disk_mb * 2**20,
     )
 
+
+# Names of partial writes: unique per process and call, and cheap (uuid4 reads the kernel's
+# random source on every call). O_EXCL refuses a name that exists, e.g. one left by a
+# process that had the same PID before.
+_TMP_PREFIX = uuid.uuid4().hex[:12]
+_tmp_numbers = itertools.count()
 
 _HASH_ASIDE = 256 * 1024  # smaller data is hashed inline: a thread hand-off costs more
 _hasher: ThreadPoolExecutor | None = None
