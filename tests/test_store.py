@@ -6,15 +6,19 @@ import hashlib
 import random
 import threading
 from pathlib import Path
+from typing import Any
 
+import pydicom
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+from sqlalchemy import event, func, inspect, select
 
 from radpilot.core.errors import StorageError
-from radpilot.dicom.index import StoredFile, index_instance
-from radpilot.dicom.reading import extract_meta, parse_bytes
+from radpilot.dicom.index import StoredFile, index_instance, index_instances
+from radpilot.dicom.reading import InstanceMeta, extract_meta, identify, parse_bytes, read_values
 from radpilot.store import Archive, Database, OutOfSpaceError, PutOutcome
 from radpilot.store.models import Base, Instance, Patient, Series, Study
 from tests.conftest import pydicom_data_files
@@ -118,3 +122,55 @@ def test_index_real_files_on_both_backends(db: Database, tmp_path: Path) -> None
         assert session.scalar(select(func.count(Patient.id))) >= 1
         modalities = set(session.scalars(select(Series.modality)).all())
     assert modalities == {m.values.get("Modality") for m in unique.values()}
+
+
+def _radiograph_metas(n: int, patients: int) -> list[InstanceMeta]:
+    """``n`` single-image studies over ``patients`` patients (pydicom's CT header)."""
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    metas = []
+    for i in range(n):
+        template.PatientID = f"P{i % patients}"
+        template.StudyInstanceUID = generate_uid()
+        template.SeriesInstanceUID = generate_uid()
+        template.SOPInstanceUID = generate_uid()
+        template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
+        metas.append(read_values(template, identify(template)))
+    return metas
+
+
+def test_a_batch_costs_a_few_statements_however_many_studies_it_holds(db: Database) -> None:
+    first, second = _radiograph_metas(40, patients=10), _radiograph_metas(60, patients=15)
+    stored = StoredFile("x", "0" * 64, 1, "dicom")
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with db.session() as session:
+            assert index_instances(session, [(m, stored) for m in first]) == 40
+        in_first = len(statements)
+        with db.session() as session:  # P0-P9 again, P10-P14 new; the first batch again
+            batch = [(m, stored) for m in [*second, *first]]
+            assert index_instances(session, batch) == 60
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    # Per instance, the former lookups and flushes took several statements each.
+    assert in_first <= 12 and len(statements) - in_first <= 12
+    with db.session() as session:
+        assert session.scalar(select(func.count(Instance.id))) == 100
+        assert session.scalar(select(func.count(Study.id))) == 100
+        assert session.scalar(select(func.count(Series.id))) == 100
+        assert session.scalar(select(func.count(Patient.id))) == 15
+        rows = session.execute(
+            select(Instance.sop_instance_uid, Series.series_instance_uid, Patient.patient_id)
+            .join(Series, Instance.series_pk == Series.id)
+            .join(Study, Series.study_pk == Study.id)
+            .join(Patient, Study.patient_pk == Patient.id)
+        ).all()
+    expected = {
+        m.sop_instance_uid: (m.series_instance_uid, m.values["PatientID"])
+        for m in [*first, *second]
+    }
+    assert {sop: (series, patient) for sop, series, patient in rows} == expected

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from radpilot.dicom.reading import InstanceMeta
 from radpilot.store.models import Base, Instance, Patient, Series, Study, utcnow
 
 __all__ = [
-    "IndexCache",
     "StoredFile",
     "fit",
     "index_instance",
@@ -48,119 +49,191 @@ class StoredFile:
     deidentified: bool = False
 
 
-@dataclass
-class IndexCache:
-    """Primary keys already looked up inside one transaction (a batch of instances)."""
-
-    patients: dict[tuple[str, str], Patient] = field(default_factory=dict)
-    studies: dict[str, Study] = field(default_factory=dict)
-    series: dict[str, Series] = field(default_factory=dict)
-
-
-def _patient(session: Session, meta: InstanceMeta, cache: IndexCache) -> Patient:
+def _patient_key(meta: InstanceMeta) -> tuple[str, str]:
     v = meta.values
-    key = ((v.get("PatientID") or "")[:64], (v.get("IssuerOfPatientID") or "")[:64])
-    if key in cache.patients:
-        return cache.patients[key]
-    patient = session.scalars(
-        select(Patient).where(Patient.patient_id == key[0], Patient.issuer_of_patient_id == key[1])
-    ).one_or_none()
-    if patient is None:
-        patient = Patient(
-            **fit(
-                Patient,
-                {
-                    "patient_id": key[0],
-                    "issuer_of_patient_id": key[1],
-                    "patient_name": v.get("PatientName"),
-                    "birth_date": v.get("PatientBirthDate"),
-                    "sex": v.get("PatientSex"),
-                },
-            )
-        )
-        session.add(patient)
-    cache.patients[key] = patient
-    return patient
+    return ((v.get("PatientID") or "")[:64], (v.get("IssuerOfPatientID") or "")[:64])
 
 
-def _study(session: Session, meta: InstanceMeta, cache: IndexCache) -> Study:
-    uid = meta.study_instance_uid
-    study = (
-        cache.studies.get(uid)
-        or session.scalars(select(Study).where(Study.study_instance_uid == uid)).one_or_none()
-    )
+def _patient_row(meta: InstanceMeta) -> dict[str, Any]:
     v = meta.values
-    now = utcnow()
-    if study is None:
-        study = Study(
-            patient=_patient(session, meta, cache),
-            **fit(
-                Study,
-                {
-                    "study_instance_uid": uid,
-                    "accession_number": v.get("AccessionNumber"),
-                    "study_date": v.get("StudyDate"),
-                    "study_time": v.get("StudyTime"),
-                    "study_description": v.get("StudyDescription"),
-                    "institution_name": v.get("InstitutionName"),
-                    "patient_age": v.get("PatientAge"),
-                    "patient_age_years": v.get("PatientAgeYears"),
-                    "first_received_at": now,
-                    "last_received_at": now,
-                },
-            ),
-        )
-        session.add(study)
-    else:
-        study.last_received_at = now
-        # fill attributes the first instance lacked, never overwrite what is known
-        for attr, keyword in (
-            ("accession_number", "AccessionNumber"),
-            ("study_description", "StudyDescription"),
-            ("institution_name", "InstitutionName"),
-            ("patient_age", "PatientAge"),
-            ("patient_age_years", "PatientAgeYears"),
-        ):
-            if getattr(study, attr) is None and v.get(keyword) is not None:
-                setattr(study, attr, fit(Study, {attr: v.get(keyword)})[attr])
-    cache.studies[uid] = study
-    return study
-
-
-def _series(session: Session, meta: InstanceMeta, cache: IndexCache) -> Series:
-    uid = meta.series_instance_uid
-    series = (
-        cache.series.get(uid)
-        or session.scalars(select(Series).where(Series.series_instance_uid == uid)).one_or_none()
+    key = _patient_key(meta)
+    return fit(
+        Patient,
+        {
+            "patient_id": key[0],
+            "issuer_of_patient_id": key[1],
+            "patient_name": v.get("PatientName"),
+            "birth_date": v.get("PatientBirthDate"),
+            "sex": v.get("PatientSex"),
+        },
     )
-    if series is None:
-        v = meta.values
-        series = Series(
-            study=_study(session, meta, cache),
-            **fit(
-                Series,
-                {
-                    "series_instance_uid": uid,
-                    "series_number": v.get("SeriesNumber"),
-                    "modality": v.get("Modality"),
-                    "body_part_examined": v.get("BodyPartExamined"),
-                    "view_position": v.get("ViewPosition"),
-                    "series_description": v.get("SeriesDescription"),
-                    "protocol_name": v.get("ProtocolName"),
-                    "manufacturer": v.get("Manufacturer"),
-                    "manufacturer_model_name": v.get("ManufacturerModelName"),
-                    "software_versions": v.get("SoftwareVersions"),
-                    "station_name": v.get("StationName"),
-                    "institution_name": v.get("InstitutionName"),
-                    "convolution_kernel": v.get("ConvolutionKernel"),
-                },
-            ),
-        )
-        session.add(series)
-    else:
-        _study(session, meta, cache)  # refresh the study's last_received_at
-    cache.series[uid] = series
-    return series
+
+
+def _study_row(meta: InstanceMeta, now: dt.datetime) -> dict[str, Any]:
+    v = meta.values
+    return fit(
+        Study,
+        {
+            "study_instance_uid": meta.study_instance_uid,
+            "accession_number": v.get("AccessionNumber"),
+            "study_date": v.get("StudyDate"),
+            "study_time": v.get("StudyTime"),
+            "study_description": v.get("StudyDescription"),
+            "institution_name": v.get("InstitutionName"),
+            "patient_age": v.get("PatientAge"),
+            "patient_age_years": v.get("PatientAgeYears"),
+            "first_received_at": now,
+            "last_received_at": now,
+        },
+    )
+
+
+def _series_row(meta: InstanceMeta) -> dict[str, Any]:
+    v = meta.values
+    return fit(
+        Series,
+        {
+            "series_instance_uid": meta.series_instance_uid,
+            "series_number": v.get("SeriesNumber"),
+            "modality": v.get("Modality"),
+            "body_part_examined": v.get("BodyPartExamined"),
+            "view_position": v.get("ViewPosition"),
+            "series_description": v.get("SeriesDescription"),
+            "protocol_name": v.get("ProtocolName"),
+            "manufacturer": v.get("Manufacturer"),
+            "manufacturer_model_name": v.get("ManufacturerModelName"),
+            "software_versions": v.get("SoftwareVersions"),
+            "station_name": v.get("StationName"),
+            "institution_name": v.get("InstitutionName"),
+            "convolution_kernel": v.get("ConvolutionKernel"),
+        },
+    )
+
+
+# Study attributes a later instance may supply when the first lacked them; what is known
+# is never overwritten.
+_STUDY_FILL = (
+    ("accession_number", "AccessionNumber"),
+    ("study_description", "StudyDescription"),
+    ("institution_name", "InstitutionName"),
+    ("patient_age", "PatientAge"),
+    ("patient_age_years", "PatientAgeYears"),
+)
+
+
+def _fill(study: dict[str, Any], meta: InstanceMeta) -> dict[str, Any]:
+    """The study attributes ``meta`` knows and ``study`` (a row or its values) lacks."""
+    v = meta.values
+    return fit(
+        Study,
+        {
+            attr: v[keyword]
+            for attr, keyword in _STUDY_FILL
+            if study.get(attr) is None and v.get(keyword) is not None
+        },
+    )
+
+
+_IN_CHUNK = 500  # values per IN (...): well inside every database's parameter limit
+
+
+def _chunks(values: Iterable[str]) -> list[list[str]]:
+    ordered = sorted(set(values))
+    return [ordered[i : i + _IN_CHUNK] for i in range(0, len(ordered), _IN_CHUNK)]
+
+
+_StudyPlan = dict[str, tuple[tuple[str, str], dict[str, Any]]]  # uid -> patient key, row
+_SeriesPlan = dict[str, tuple[str, dict[str, Any]]]  # uid -> study uid, row
+
+
+class _Batch:
+    """Keys of the series, studies and patients a batch touches, existing or new.
+
+    Existing rows are looked up with one query per table, new rows inserted with one
+    multi-row INSERT ... RETURNING per table (matched back by their natural keys, so
+    the order in which the database returns them does not matter).
+    """
+
+    def __init__(self, session: Session, metas: list[InstanceMeta]) -> None:
+        self.session = session
+        self.now = utcnow()
+        self.series: dict[str, int] = {}
+        self.studies: dict[str, dict[str, Any]] = {}  # uid -> id and the fill-in columns
+        self.patients: dict[tuple[str, str], int] = {}
+        for chunk in _chunks(m.series_instance_uid for m in metas):
+            by_uid = select(Series.series_instance_uid, Series.id)
+            for uid, pk in session.execute(by_uid.where(Series.series_instance_uid.in_(chunk))):
+                self.series[uid] = pk
+        columns = [Study.study_instance_uid, Study.id, *(getattr(Study, a) for a, _ in _STUDY_FILL)]
+        for chunk in _chunks(m.study_instance_uid for m in metas):
+            query = select(*columns).where(Study.study_instance_uid.in_(chunk))
+            for row in session.execute(query).mappings():
+                self.studies[row["study_instance_uid"]] = dict(row)
+        self.existing_studies = set(self.studies)
+        keys = {_patient_key(m) for m in metas}
+        for chunk in _chunks(key[0] for key in keys):
+            by_id = select(Patient.patient_id, Patient.issuer_of_patient_id, Patient.id)
+            for pid, issuer, pk in session.execute(by_id.where(Patient.patient_id.in_(chunk))):
+                if (pid, issuer or "") in keys:
+                    self.patients[(pid, issuer or "")] = pk
+
+    def place(self, metas: list[InstanceMeta]) -> dict[str, int]:
+        """Insert what is new and update the studies that got instances.
+
+        Returns
+        -------
+        dict[str, int]
+            The primary key of every series of the batch, by Series Instance UID.
+        """
+        new_patients: dict[tuple[str, str], dict[str, Any]] = {}
+        new_studies: _StudyPlan = {}
+        new_series: _SeriesPlan = {}
+        touched: dict[str, dict[str, Any]] = {}  # existing study uid -> columns to set
+        for meta in metas:
+            uid = meta.study_instance_uid
+            if uid in self.existing_studies:
+                changes = touched.setdefault(uid, {"last_received_at": self.now})
+                changes.update(_fill({**self.studies[uid], **changes}, meta))
+            elif uid in new_studies:
+                row = new_studies[uid][1]
+                row.update(_fill(row, meta))
+            else:
+                key = _patient_key(meta)
+                if key not in self.patients and key not in new_patients:
+                    new_patients[key] = _patient_row(meta)
+                new_studies[uid] = (key, _study_row(meta, self.now))
+            if meta.series_instance_uid not in self.series:
+                new_series.setdefault(meta.series_instance_uid, (uid, _series_row(meta)))
+        self._insert_patients(list(new_patients.values()))
+        self._insert_studies(new_studies)
+        self._insert_series(new_series)
+        for uid, changes in touched.items():
+            study_pk = self.studies[uid]["id"]
+            self.session.execute(update(Study).where(Study.id == study_pk).values(**changes))
+        return self.series
+
+    def _insert_patients(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        returning = (Patient.patient_id, Patient.issuer_of_patient_id, Patient.id)
+        for pid, issuer, pk in self.session.execute(insert(Patient).returning(*returning), rows):
+            self.patients[(pid, issuer or "")] = pk
+
+    def _insert_studies(self, new: _StudyPlan) -> None:
+        if not new:
+            return
+        rows = [{**row, "patient_pk": self.patients[key]} for key, row in new.values()]
+        returning = (Study.study_instance_uid, Study.id)
+        for uid, pk in self.session.execute(insert(Study).returning(*returning), rows):
+            self.studies[uid] = {"id": pk}
+
+    def _insert_series(self, new: _SeriesPlan) -> None:
+        if not new:
+            return
+        rows = [{**row, "study_pk": self.studies[study]["id"]} for study, row in new.values()]
+        returning = (Series.series_instance_uid, Series.id)
+        for uid, pk in self.session.execute(insert(Series).returning(*returning), rows):
+            self.series[uid] = pk
 
 
 def _instance_row(meta: InstanceMeta, stored: StoredFile, series_pk: int) -> dict[str, Any]:
@@ -196,8 +269,10 @@ def index_instances(session: Session, items: list[tuple[InstanceMeta, StoredFile
     """Add a batch of instances (and new series, studies, patients) to the index.
 
     Instances already indexed are left as they are, so re-indexing after a crash is
-    harmless. Instances go in with one multi-row INSERT; a batch usually touches only a
-    few series and studies, which are looked up once each.
+    harmless. The batch's existing series, studies and patients are looked up in one
+    query each, new ones are inserted in one flush, and the instances go in with one
+    multi-row INSERT: a batch of radiographs, each its own patient and study, costs a
+    handful of statements rather than several per instance.
 
     Returns
     -------
@@ -207,23 +282,27 @@ def index_instances(session: Session, items: list[tuple[InstanceMeta, StoredFile
     if not items:
         return 0
     uids = [meta.sop_instance_uid for meta, _ in items]
-    known = set(
-        session.scalars(
-            select(Instance.sop_instance_uid).where(Instance.sop_instance_uid.in_(uids))
+    known: set[str] = set()
+    for chunk in _chunks(uids):
+        known.update(
+            session.scalars(
+                select(Instance.sop_instance_uid).where(Instance.sop_instance_uid.in_(chunk))
+            )
         )
-    )
-    cache = IndexCache()
-    rows: list[dict[str, Any]] = []
+    fresh: list[tuple[InstanceMeta, StoredFile]] = []
     for meta, stored in items:
-        if meta.sop_instance_uid in known:
-            continue
-        known.add(meta.sop_instance_uid)
-        series = _series(session, meta, cache)
-        if series.id is None:
-            session.flush()
-        rows.append(fit(Instance, _instance_row(meta, stored, series.id)))
-    if rows:
-        session.execute(insert(Instance), rows)
+        if meta.sop_instance_uid not in known:
+            known.add(meta.sop_instance_uid)
+            fresh.append((meta, stored))
+    if not fresh:
+        return 0
+    metas = [meta for meta, _ in fresh]
+    series = _Batch(session, metas).place(metas)
+    rows = [
+        fit(Instance, _instance_row(meta, stored, series[meta.series_instance_uid]))
+        for meta, stored in fresh
+    ]
+    session.execute(insert(Instance), rows)
     return len(rows)
 
 
