@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+import tracemalloc
 from pathlib import Path
 
 import pydicom
@@ -112,3 +113,31 @@ def test_stop_indexes_what_is_queued_without_waiting_for_a_lull(intake: Intake) 
     intake.stop()
     assert time.monotonic() - started < 30.0
     assert _indexed(intake.db) == 5
+
+
+def test_objects_waiting_for_indexing_do_not_keep_their_pixel_data(intake: Intake) -> None:
+    template = pydicom.dcmread(CT_SMALL)
+    template.Rows = template.Columns = 1024  # 2 MiB of pixel data, parsed deferred
+    template.PixelData = bytes(1024 * 1024 * 2)
+    images = []
+    for _ in range(30):
+        template.SOPInstanceUID = generate_uid()
+        template.file_meta.MediaStorageSOPInstanceUID = template.SOPInstanceUID
+        buffer = io.BytesIO()
+        template.save_as(buffer, enforce_file_format=True)
+        images.append(buffer.getvalue())
+    intake.LULL = intake.MAX_DELAY = 60.0  # all 30 wait in the queue
+    intake.start()
+    try:
+        tracemalloc.start()
+        for data in images:
+            received = bytes(bytearray(data))  # a new buffer, as each C-STORE brings
+            assert intake.accept(Arrival(received, "import")).status == 0
+            del received
+        held, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert _indexed(intake.db) == 0
+    finally:
+        intake.stop()
+    assert _indexed(intake.db) == 30
+    assert held < 8 * 2**20  # the 30 images are 60 MiB

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileDataset
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
@@ -271,6 +271,10 @@ class Intake:
             )
             for tag in _PIXEL_TAGS:  # the indexer needs the header only
                 ds.pop(tag, None)
+            if isinstance(ds, FileDataset):
+                # pydicom keeps the buffer it parsed, the whole received file, for values it
+                # deferred; a queued job must not keep every image alive until indexing.
+                ds.buffer = None
             return self._ok(receipt, meta), _Job(receipt, meta, stored, ds)
         if put.outcome is PutOutcome.DUPLICATE:
             receipt.outcome = ReceiptOutcome.DUPLICATE
