@@ -277,3 +277,26 @@ def test_a_slice_unlike_the_first_of_its_kind_leaves_the_library_not_the_sr(
     sr = hd.sr.srread(write(build_sr(prediction, series, make_ctx()), tmp_path / "sr.dcm"))
     referenced = {uid for _, _, uid, _ in sr.get_evidence()}
     assert referenced == {ds.SOPInstanceUID for ds in series}  # still evidence
+
+
+def test_highdicom_checks_each_kind_of_header_once_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from highdicom.sr import ImageLibraryEntryDescriptors
+
+    from radpilot.results import library
+
+    checked: list[str] = []
+
+    def counting(header: Dataset) -> ImageLibraryEntryDescriptors:
+        checked.append(str(header.SOPInstanceUID))
+        return ImageLibraryEntryDescriptors(header)
+
+    monkeypatch.setattr(library, "ImageLibraryEntryDescriptors", counting)
+    monkeypatch.setattr(library, "_ACCEPTED", set())
+    series = ct_series()
+    for ds in series:  # one SR per image, as for single-image studies
+        assert len(library.library_headers([ds])) == 1
+    assert checked == [str(series[0].SOPInstanceUID)]
+    assert len(library.library_headers(series, probe_all=True)) == len(series)
+    assert len(checked) == 1 + len(series)  # probe_all still checks every one

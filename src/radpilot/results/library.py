@@ -74,18 +74,24 @@ def _header(ds: Dataset) -> Dataset:
     return header
 
 
+# Header kinds highdicom accepted, for the life of the process (a few per modality).
+_ACCEPTED: set[tuple[str, ...]] = set()
+
+
 def library_headers(sources: Sequence[Dataset], *, probe_all: bool = False) -> list[Dataset]:
     """One header per distinct source image that highdicom can describe.
 
     Non-image objects and image SOP classes highdicom has no coded modality for are
     left out of the library (they remain listed as evidence). Whether highdicom accepts a
-    header is tried on the first header of each kind (modality and attributes present):
-    the slices of a series share it, and building the entry twice for each of 300 slices
-    cost seconds. ``probe_all`` tries every header, for the caller whose SR highdicom
-    refused with the quick check (one slice malformed where the first was not).
+    header is tried on the first header of each kind (modality, SOP class and attributes
+    present) that this process sees: the slices of a series, and the radiographs of one
+    kind of device, share it, and building the entry twice for each of 300 slices cost
+    seconds (for a single radiograph the probe was a tenth of building its SR).
+    ``probe_all`` tries every header, for the caller whose SR highdicom refused with the
+    quick check (one image malformed where the first of its kind was not).
     """
     headers: dict[str, Dataset] = {}
-    accepted: set[tuple[str, ...]] = set()
+    accepted = _ACCEPTED
     for ds in sources:
         uid = str(ds.SOPInstanceUID)
         if uid in headers or "Rows" not in ds or "Columns" not in ds:
