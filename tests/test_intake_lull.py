@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from radpilot.core.events import STUDY_INDEXED
 from radpilot.dicom.intake import Arrival, Intake
 from radpilot.store import Archive, Database
-from radpilot.store.models import Instance
+from radpilot.store.models import Instance, Study, as_utc, utcnow
 
 CT_SMALL = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
 
@@ -141,3 +141,30 @@ def test_objects_waiting_for_indexing_do_not_keep_their_pixel_data(intake: Intak
         intake.stop()
     assert _indexed(intake.db) == 30
     assert held < 8 * 2**20  # the 30 images are 60 MiB
+
+
+def test_the_index_records_when_objects_arrived_not_when_they_were_indexed(
+    intake: Intake,
+) -> None:
+    intake.LULL = 1.0
+    intake.MAX_DELAY = 60.0
+    intake.start()
+    try:
+        data = _instances(3)
+        arrived = []
+        for item in data:
+            arrived.append(utcnow())
+            assert intake.accept(Arrival(item, "import")).status == 0
+            time.sleep(0.05)
+        assert intake.flush(timeout=30)
+        indexed = utcnow()
+    finally:
+        intake.stop()
+    with intake.db.session() as session:
+        study = session.scalars(select(Study)).one()
+        received = sorted(as_utc(t) for t in session.scalars(select(Instance.received_at)))
+    assert (indexed - arrived[-1]).total_seconds() > 0.9  # indexed after the lull
+    assert abs((as_utc(study.first_received_at) - arrived[0]).total_seconds()) < 0.2
+    assert abs((as_utc(study.last_received_at) - arrived[-1]).total_seconds()) < 0.2
+    for got, sent in zip(received, arrived, strict=True):
+        assert abs((got - sent).total_seconds()) < 0.2

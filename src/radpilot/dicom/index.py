@@ -11,7 +11,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from radpilot.dicom.reading import InstanceMeta
-from radpilot.store.models import Base, Instance, Patient, Series, Study, utcnow
+from radpilot.store.models import Base, Instance, Patient, Series, Study, as_utc, utcnow
 
 __all__ = [
     "StoredFile",
@@ -47,6 +47,7 @@ class StoredFile:
     source: str  # "dicom" or "import"
     calling_ae_title: str | None = None
     deidentified: bool = False
+    received_at: dt.datetime | None = None  # when it arrived; None: when it is indexed
 
 
 def _patient_key(meta: InstanceMeta) -> tuple[str, str]:
@@ -69,7 +70,7 @@ def _patient_row(meta: InstanceMeta) -> dict[str, Any]:
     )
 
 
-def _study_row(meta: InstanceMeta, now: dt.datetime) -> dict[str, Any]:
+def _study_row(meta: InstanceMeta, first: dt.datetime, last: dt.datetime) -> dict[str, Any]:
     v = meta.values
     return fit(
         Study,
@@ -82,8 +83,8 @@ def _study_row(meta: InstanceMeta, now: dt.datetime) -> dict[str, Any]:
             "institution_name": v.get("InstitutionName"),
             "patient_age": v.get("PatientAge"),
             "patient_age_years": v.get("PatientAgeYears"),
-            "first_received_at": now,
-            "last_received_at": now,
+            "first_received_at": first,
+            "last_received_at": last,
         },
     )
 
@@ -156,7 +157,6 @@ class _Batch:
 
     def __init__(self, session: Session, metas: list[InstanceMeta]) -> None:
         self.session = session
-        self.now = utcnow()
         self.series: dict[str, int] = {}
         self.studies: dict[str, dict[str, Any]] = {}  # uid -> id and the fill-in columns
         self.patients: dict[tuple[str, str], int] = {}
@@ -164,7 +164,12 @@ class _Batch:
             by_uid = select(Series.series_instance_uid, Series.id)
             for uid, pk in session.execute(by_uid.where(Series.series_instance_uid.in_(chunk))):
                 self.series[uid] = pk
-        columns = [Study.study_instance_uid, Study.id, *(getattr(Study, a) for a, _ in _STUDY_FILL)]
+        columns = [
+            Study.study_instance_uid,
+            Study.id,
+            Study.last_received_at,
+            *(getattr(Study, a) for a, _ in _STUDY_FILL),
+        ]
         for chunk in _chunks(m.study_instance_uid for m in metas):
             query = select(*columns).where(Study.study_instance_uid.in_(chunk))
             for row in session.execute(query).mappings():
@@ -177,8 +182,12 @@ class _Batch:
                 if (pid, issuer or "") in keys:
                     self.patients[(pid, issuer or "")] = pk
 
-    def place(self, metas: list[InstanceMeta]) -> dict[str, int]:
+    def place(self, items: list[tuple[InstanceMeta, dt.datetime]]) -> dict[str, int]:
         """Insert what is new and update the studies that got instances.
+
+        ``items``: each instance's metadata and arrival time. A study's
+        ``last_received_at`` is its latest instance's arrival (never moved back, e.g. by
+        an instance recovered after a restart), ``first_received_at`` its first's.
 
         Returns
         -------
@@ -189,27 +198,33 @@ class _Batch:
         new_studies: _StudyPlan = {}
         new_series: _SeriesPlan = {}
         touched: dict[str, dict[str, Any]] = {}  # existing study uid -> columns to set
-        for meta in metas:
+        for meta, arrived in items:
             uid = meta.study_instance_uid
             if uid in self.existing_studies:
-                changes = touched.setdefault(uid, {"last_received_at": self.now})
+                changes = touched.setdefault(uid, {})
+                latest = changes.get("last_received_at") or self.studies[uid]["last_received_at"]
+                if latest is None or as_utc(arrived) > as_utc(latest):
+                    changes["last_received_at"] = arrived
                 changes.update(_fill({**self.studies[uid], **changes}, meta))
             elif uid in new_studies:
                 row = new_studies[uid][1]
+                row["first_received_at"] = min(row["first_received_at"], arrived)
+                row["last_received_at"] = max(row["last_received_at"], arrived)
                 row.update(_fill(row, meta))
             else:
                 key = _patient_key(meta)
                 if key not in self.patients and key not in new_patients:
                     new_patients[key] = _patient_row(meta)
-                new_studies[uid] = (key, _study_row(meta, self.now))
+                new_studies[uid] = (key, _study_row(meta, arrived, arrived))
             if meta.series_instance_uid not in self.series:
                 new_series.setdefault(meta.series_instance_uid, (uid, _series_row(meta)))
         self._insert_patients(list(new_patients.values()))
         self._insert_studies(new_studies)
         self._insert_series(new_series)
         for uid, changes in touched.items():
-            study_pk = self.studies[uid]["id"]
-            self.session.execute(update(Study).where(Study.id == study_pk).values(**changes))
+            if changes:
+                study_pk = self.studies[uid]["id"]
+                self.session.execute(update(Study).where(Study.id == study_pk).values(**changes))
         return self.series
 
     def _insert_patients(self, rows: list[dict[str, Any]]) -> None:
@@ -258,7 +273,7 @@ def _instance_row(meta: InstanceMeta, stored: StoredFile, series_pk: int) -> dic
         "file_path": stored.relative_path,
         "file_size": stored.size,
         "sha256": stored.sha256,
-        "received_at": utcnow(),
+        "received_at": stored.received_at or utcnow(),
         "source": stored.source,
         "calling_ae_title": stored.calling_ae_title,
         "deidentified": stored.deidentified,
@@ -296,8 +311,11 @@ def index_instances(session: Session, items: list[tuple[InstanceMeta, StoredFile
             fresh.append((meta, stored))
     if not fresh:
         return 0
+    now = utcnow()
     metas = [meta for meta, _ in fresh]
-    series = _Batch(session, metas).place(metas)
+    series = _Batch(session, metas).place(
+        [(meta, stored.received_at or now) for meta, stored in fresh]
+    )
     rows = [
         fit(Instance, _instance_row(meta, stored, series[meta.series_instance_uid]))
         for meta, stored in fresh

@@ -11,6 +11,7 @@ again at the next start if the process dies first.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import queue
@@ -197,7 +198,8 @@ class Intake:
                 log.error("pending file %s cannot be indexed: %s", ref(path.stem), exc.reason)
                 continue
             rel = self.archive.relative_path(meta.sop_instance_uid)
-            stored = StoredFile(rel, _sha256(data), len(data), "recovered")
+            written = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+            stored = StoredFile(rel, _sha256(data), len(data), "recovered", received_at=written)
             receipt = Receipt(
                 source="recovered",
                 outcome=ReceiptOutcome.STORED,
@@ -268,6 +270,7 @@ class Intake:
                 arrival.source,
                 arrival.calling_ae_title,
                 deidentified,
+                receipt.at,
             )
             for tag in _PIXEL_TAGS:  # the indexer needs the header only
                 ds.pop(tag, None)
