@@ -11,12 +11,14 @@ import shutil
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
 from pydicom import config as pydicom_config
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from radpilot.dicom.reading import configure_pydicom
@@ -132,3 +134,18 @@ def shared_data(*parts: str) -> Path:
 
 
 __all__ = ["free_port", "missing", "pydicom", "pydicom_data_files", "require_tool", "shared_data"]
+
+
+@contextmanager
+def recorded_statements(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements ``engine`` sends to the database inside the ``with`` block."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from sqlalchemy import event
 
 from radpilot.cli import inventory as inventory_cli
 from radpilot.core.logging import ref
@@ -35,6 +34,7 @@ from radpilot.data.inventory_problems import (
     SPACING_MODALITIES,
 )
 from radpilot.store import Database
+from tests.conftest import recorded_statements
 from tests.helpers_index import BuiltIndex, build_index, real_dicom_files, run_cli
 
 TOP_LEVEL_KEYS = {
@@ -260,17 +260,8 @@ def test_problems_are_found(indexed: tuple[Database, BuiltIndex]) -> None:
 def test_queries_aggregate_in_the_database(indexed: tuple[Database, BuiltIndex]) -> None:
     """No query reads instance rows one by one: each aggregates, or is LIMITed examples."""
     db, _built = indexed
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    try:
-        with db.session() as session:
-            build_inventory(session)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", record)
+    with recorded_statements(db.engine) as statements, db.session() as session:
+        build_inventory(session)
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(selects) > 20
     for statement in selects:

@@ -6,7 +6,6 @@ import hashlib
 import random
 import threading
 from pathlib import Path
-from typing import Any
 
 import pydicom
 import pytest
@@ -14,14 +13,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
-from sqlalchemy import event, func, inspect, select
+from sqlalchemy import func, inspect, select
 
 from radpilot.core.errors import StorageError
 from radpilot.dicom.index import StoredFile, index_instance, index_instances
 from radpilot.dicom.reading import InstanceMeta, extract_meta, identify, parse_bytes, read_values
 from radpilot.store import Archive, Database, OutOfSpaceError, PutOutcome
 from radpilot.store.models import Base, Instance, Patient, Series, Study
-from tests.conftest import pydicom_data_files
+from tests.conftest import pydicom_data_files, recorded_statements
 
 
 def test_migrations_match_the_models(db: Database) -> None:
@@ -141,21 +140,13 @@ def _radiograph_metas(n: int, patients: int) -> list[InstanceMeta]:
 def test_a_batch_costs_a_few_statements_however_many_studies_it_holds(db: Database) -> None:
     first, second = _radiograph_metas(40, patients=10), _radiograph_metas(60, patients=15)
     stored = StoredFile("x", "0" * 64, 1, "dicom")
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements(db.engine) as statements:
         with db.session() as session:
             assert index_instances(session, [(m, stored) for m in first]) == 40
         in_first = len(statements)
         with db.session() as session:  # P0-P9 again, P10-P14 new; the first batch again
             batch = [(m, stored) for m in [*second, *first]]
             assert index_instances(session, batch) == 60
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
     # Per instance, the former lookups and flushes took several statements each.
     assert in_first <= 12 and len(statements) - in_first <= 12
     with db.session() as session:

@@ -70,45 +70,46 @@ def _patient_row(meta: InstanceMeta) -> dict[str, Any]:
     )
 
 
+# Index columns and the DICOM keywords they are read from.
+_STUDY_COLUMNS = (
+    ("accession_number", "AccessionNumber"),
+    ("study_date", "StudyDate"),
+    ("study_time", "StudyTime"),
+    ("study_description", "StudyDescription"),
+    ("institution_name", "InstitutionName"),
+    ("patient_age", "PatientAge"),
+    ("patient_age_years", "PatientAgeYears"),
+)
+_SERIES_COLUMNS = (
+    ("series_number", "SeriesNumber"),
+    ("modality", "Modality"),
+    ("body_part_examined", "BodyPartExamined"),
+    ("view_position", "ViewPosition"),
+    ("series_description", "SeriesDescription"),
+    ("protocol_name", "ProtocolName"),
+    ("manufacturer", "Manufacturer"),
+    ("manufacturer_model_name", "ManufacturerModelName"),
+    ("software_versions", "SoftwareVersions"),
+    ("station_name", "StationName"),
+    ("institution_name", "InstitutionName"),
+    ("convolution_kernel", "ConvolutionKernel"),
+)
+
+
 def _study_row(meta: InstanceMeta, first: dt.datetime, last: dt.datetime) -> dict[str, Any]:
-    v = meta.values
-    return fit(
-        Study,
-        {
-            "study_instance_uid": meta.study_instance_uid,
-            "accession_number": v.get("AccessionNumber"),
-            "study_date": v.get("StudyDate"),
-            "study_time": v.get("StudyTime"),
-            "study_description": v.get("StudyDescription"),
-            "institution_name": v.get("InstitutionName"),
-            "patient_age": v.get("PatientAge"),
-            "patient_age_years": v.get("PatientAgeYears"),
-            "first_received_at": first,
-            "last_received_at": last,
-        },
+    row = {column: meta.values.get(keyword) for column, keyword in _STUDY_COLUMNS}
+    row.update(
+        study_instance_uid=meta.study_instance_uid,
+        first_received_at=first,
+        last_received_at=last,
     )
+    return fit(Study, row)
 
 
 def _series_row(meta: InstanceMeta) -> dict[str, Any]:
-    v = meta.values
-    return fit(
-        Series,
-        {
-            "series_instance_uid": meta.series_instance_uid,
-            "series_number": v.get("SeriesNumber"),
-            "modality": v.get("Modality"),
-            "body_part_examined": v.get("BodyPartExamined"),
-            "view_position": v.get("ViewPosition"),
-            "series_description": v.get("SeriesDescription"),
-            "protocol_name": v.get("ProtocolName"),
-            "manufacturer": v.get("Manufacturer"),
-            "manufacturer_model_name": v.get("ManufacturerModelName"),
-            "software_versions": v.get("SoftwareVersions"),
-            "station_name": v.get("StationName"),
-            "institution_name": v.get("InstitutionName"),
-            "convolution_kernel": v.get("ConvolutionKernel"),
-        },
-    )
+    row = {column: meta.values.get(keyword) for column, keyword in _SERIES_COLUMNS}
+    row["series_instance_uid"] = meta.series_instance_uid
+    return fit(Series, row)
 
 
 # Study attributes a later instance may supply when the first lacked them; what is known
