@@ -136,4 +136,16 @@ def write_outputs(
         if task is Task.ENHANCEMENT:
             for index, dataset in enumerate(build_derived_series(prediction, sources, ctx)):
                 writer.dicom("derived", f"derived-{index:05d}", dataset)
+    if writer.files:
+        _fsync_dir(folder)  # the renames: the database will say these files exist
     return writer.files
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush a directory's entries (on ext4 and XFS this commits the journal that also
+    holds the folders created for it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
