@@ -13,7 +13,9 @@ from pydicom.uid import generate_uid
 from sqlalchemy import func, select
 
 from radpilot.core.events import STUDY_INDEXED
+from radpilot.core.settings import load_settings
 from radpilot.dicom.intake import Arrival, Intake
+from radpilot.pipeline.service import build_intake
 from radpilot.store import Archive, Database
 from radpilot.store.models import Instance, Study, as_utc, utcnow
 
@@ -168,3 +170,14 @@ def test_the_index_records_when_objects_arrived_not_when_they_were_indexed(
     assert abs((as_utc(study.last_received_at) - arrived[-1]).total_seconds()) < 0.2
     for got, sent in zip(received, arrived, strict=True):
         assert abs((got - sent).total_seconds()) < 0.2
+
+
+@pytest.mark.parametrize(("quiet", "expected"), [(30.0, 5.0), (0.5, 0.125)])
+def test_indexing_lags_by_at_most_a_quarter_of_the_quiet_window(
+    tmp_path: Path, db: Database, quiet: float, expected: float
+) -> None:
+    settings = load_settings(
+        data_dir=tmp_path / "data", fsync=False, min_free_disk_mb=0, study_quiet_seconds=quiet
+    )
+    intake = build_intake(settings, db)
+    assert expected == intake.MAX_DELAY

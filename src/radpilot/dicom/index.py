@@ -222,7 +222,8 @@ class _Batch:
         self._insert_patients(list(new_patients.values()))
         self._insert_studies(new_studies)
         self._insert_series(new_series)
-        for uid, changes in touched.items():
+        # In key order, so that two processes updating the same studies do not deadlock.
+        for uid, changes in sorted(touched.items(), key=lambda item: self.studies[item[0]]["id"]):
             if changes:
                 study_pk = self.studies[uid]["id"]
                 self.session.execute(update(Study).where(Study.id == study_pk).values(**changes))
@@ -286,8 +287,8 @@ def index_instances(session: Session, items: list[tuple[InstanceMeta, StoredFile
 
     Instances already indexed are left as they are, so re-indexing after a crash is
     harmless. The batch's existing series, studies and patients are looked up in one
-    query each, new ones are inserted in one flush, and the instances go in with one
-    multi-row INSERT: a batch of radiographs, each its own patient and study, costs a
+    query each, and new ones and the instances go in with one multi-row INSERT per
+    table: a batch of radiographs, each its own patient and study, costs a
     handful of statements rather than several per instance.
 
     Returns
@@ -315,7 +316,7 @@ def index_instances(session: Session, items: list[tuple[InstanceMeta, StoredFile
     now = utcnow()
     metas = [meta for meta, _ in fresh]
     series = _Batch(session, metas).place(
-        [(meta, stored.received_at or now) for meta, stored in fresh]
+        [(meta, as_utc(stored.received_at or now)) for meta, stored in fresh]
     )
     rows = [
         fit(Instance, _instance_row(meta, stored, series[meta.series_instance_uid]))

@@ -128,6 +128,10 @@ class Intake:
         When given, objects are de-identified before they are archived; the archive then
         never holds the original. Objects it flags for burned-in identifiers go to
         ``quarantine_dir`` instead.
+    max_delay
+        How long a queued object may wait for a lull before it is indexed anyway
+        (default :attr:`MAX_DELAY`); keep it well under the study-complete quiet window,
+        which counts from indexing.
     """
 
     BATCH = 512
@@ -142,6 +146,7 @@ class Intake:
         *,
         deidentifier: Deidentifier | None = None,
         quarantine_dir: Path | None = None,
+        max_delay: float | None = None,
     ) -> None:
         self.db = db
         self.archive = archive
@@ -155,6 +160,8 @@ class Intake:
         self._idle = threading.Condition()
         self._unfinished = 0
         self._last_arrival = 0.0  # time.monotonic() of the last accept
+        if max_delay is not None:
+            self.MAX_DELAY = max_delay
         self._stopping = threading.Event()
 
     # lifecycle ---------------------------------------------------------------------
@@ -235,8 +242,8 @@ class Intake:
             reason = f"processing failure ({type(exc).__name__}); see the radpilot log"
             result, job = self._reject(receipt, Status.PROCESSING_FAILURE, reason), None
         receipt.status = result.status
-        self._enqueue(job or _Job(receipt))
-        self._last_arrival = time.monotonic()
+        self._last_arrival = time.monotonic()  # before the job is queued: the indexer
+        self._enqueue(job or _Job(receipt))  # must not see it with the old time
         return result
 
     def _accept(self, arrival: Arrival, receipt: Receipt) -> tuple[IntakeResult, _Job | None]:

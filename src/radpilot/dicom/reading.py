@@ -422,7 +422,8 @@ def _pixel_bytes(ds: Dataset, raw: object) -> int:
     """The length of native pixel data, without reading a deferred value.
 
     A value :func:`parse_bytes` deferred was checked there to be present in full, so its
-    declared length is its length; reading it would copy the whole image.
+    declared length is its length; reading it would copy the whole image. (A data set
+    read elsewhere with ``defer_size`` must have had the same check.)
     """
     if isinstance(raw, RawDataElement) and raw.length != _UNDEFINED:
         return len(raw.value) if raw.value is not None else raw.length

@@ -52,7 +52,14 @@ def build_intake(settings: Settings, db: Database, bus: EventBus | None = None) 
             settings.deid_key.get_secret_value().encode(), settings.deid_options
         )
     return Intake(
-        db, archive, bus, deidentifier=deidentifier, quarantine_dir=settings.quarantine_dir
+        db,
+        archive,
+        bus,
+        deidentifier=deidentifier,
+        quarantine_dir=settings.quarantine_dir,
+        # Indexing never lags by more than a quarter of the quiet window, so a study
+        # that is still arriving is not announced complete between two batches.
+        max_delay=min(Intake.MAX_DELAY, settings.study_quiet_seconds / 4),
     )
 
 
