@@ -19,7 +19,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
-from pynetdicom.dimse_messages import C_STORE_RSP, DIMSEMessage
+from pynetdicom.dimse_messages import C_STORE_RQ, C_STORE_RSP, DIMSEMessage
 from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu import P_DATA_TF
@@ -397,9 +397,12 @@ def test_a_stored_data_set_is_received_into_its_part10_file(receiver: Receiver) 
 
 
 def test_a_buffer_of_another_message_or_a_bad_command_holds_the_data_set_alone() -> None:
-    echo = DIMSEMessage()
-    buffer = Part10Buffer(echo, Association(AE(), "acceptor"))
-    buffer.write(b"\x08\x00\x16\x00")
-    assert buffer.header_length == 0 and buffer.getvalue() == b"\x08\x00\x16\x00"
-    assert received_file(buffer) is None
+    assoc = Association(AE(), "acceptor")
+    store = C_STORE_RQ()  # a C-STORE request on a context the association never accepted
+    store.context_id = 7
+    for message in (DIMSEMessage(), store):
+        buffer = Part10Buffer(message, assoc)
+        buffer.write(b"\x08\x00\x16\x00")
+        assert buffer.header_length == 0 and buffer.getvalue() == b"\x08\x00\x16\x00"
+        assert received_file(buffer) is None
     assert received_file(io.BytesIO(b"data")) is None

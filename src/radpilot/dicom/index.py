@@ -112,15 +112,9 @@ def _series_row(meta: InstanceMeta) -> dict[str, Any]:
     return fit(Series, row)
 
 
-# Study attributes a later instance may supply when the first lacked them; what is known
-# is never overwritten.
-_STUDY_FILL = (
-    ("accession_number", "AccessionNumber"),
-    ("study_description", "StudyDescription"),
-    ("institution_name", "InstitutionName"),
-    ("patient_age", "PatientAge"),
-    ("patient_age_years", "PatientAgeYears"),
-)
+# Study attributes a later instance may supply when the first lacked them (all but the
+# study's date and time); what is known is never overwritten.
+_STUDY_FILL = tuple(pair for pair in _STUDY_COLUMNS if pair[0] not in ("study_date", "study_time"))
 
 
 def _fill(study: dict[str, Any], meta: InstanceMeta) -> dict[str, Any]:
@@ -253,7 +247,9 @@ class _Batch:
             self.series[uid] = pk
 
 
-def _instance_row(meta: InstanceMeta, stored: StoredFile, series_pk: int) -> dict[str, Any]:
+def _instance_row(
+    meta: InstanceMeta, stored: StoredFile, series_pk: int, received_at: dt.datetime
+) -> dict[str, Any]:
     v = meta.values
     spacing = v.get("PixelSpacing") or v.get("ImagerPixelSpacing")
     return {
@@ -275,7 +271,7 @@ def _instance_row(meta: InstanceMeta, stored: StoredFile, series_pk: int) -> dic
         "file_path": stored.relative_path,
         "file_size": stored.size,
         "sha256": stored.sha256,
-        "received_at": stored.received_at or utcnow(),
+        "received_at": received_at,
         "source": stored.source,
         "calling_ae_title": stored.calling_ae_title,
         "deidentified": stored.deidentified,
@@ -314,13 +310,12 @@ def index_instances(session: Session, items: list[tuple[InstanceMeta, StoredFile
     if not fresh:
         return 0
     now = utcnow()
+    arrivals = [as_utc(stored.received_at or now) for _, stored in fresh]
     metas = [meta for meta, _ in fresh]
-    series = _Batch(session, metas).place(
-        [(meta, as_utc(stored.received_at or now)) for meta, stored in fresh]
-    )
+    series = _Batch(session, metas).place(list(zip(metas, arrivals, strict=True)))
     rows = [
-        fit(Instance, _instance_row(meta, stored, series[meta.series_instance_uid]))
-        for meta, stored in fresh
+        fit(Instance, _instance_row(meta, stored, series[meta.series_instance_uid], arrived))
+        for (meta, stored), arrived in zip(fresh, arrivals, strict=True)
     ]
     session.execute(insert(Instance), rows)
     return len(rows)

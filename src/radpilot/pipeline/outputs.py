@@ -27,6 +27,7 @@ from radpilot.results.keyimage import build_key_image
 from radpilot.results.report import StudyInfo, fhir_report, report_text
 from radpilot.results.seg import build_seg, has_segments
 from radpilot.results.sr import build_sr
+from radpilot.store.archive import fsync_dir
 
 __all__ = ["OutputFile", "write_outputs"]
 
@@ -137,15 +138,5 @@ def write_outputs(
             for index, dataset in enumerate(build_derived_series(prediction, sources, ctx)):
                 writer.dicom("derived", f"derived-{index:05d}", dataset)
     if writer.files:
-        _fsync_dir(folder)  # the renames: the database will say these files exist
+        fsync_dir(folder)  # the renames: the database will say these files exist
     return writer.files
-
-
-def _fsync_dir(path: Path) -> None:
-    """Flush a directory's entries (on ext4 and XFS this commits the journal that also
-    holds the folders created for it)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -91,14 +91,13 @@ def library_headers(sources: Sequence[Dataset], *, probe_all: bool = False) -> l
     quick check (one image malformed where the first of its kind was not).
     """
     headers: dict[str, Dataset] = {}
-    accepted = _ACCEPTED
     for ds in sources:
         uid = str(ds.SOPInstanceUID)
         if uid in headers or "Rows" not in ds or "Columns" not in ds:
             continue
         header = _header(ds)
         kind = (str(header.Modality), str(header.get("SOPClassUID", "")), *header.dir())
-        if not probe_all and kind in accepted:
+        if not probe_all and kind in _ACCEPTED:
             headers[uid] = header
             continue
         try:
@@ -110,6 +109,6 @@ def library_headers(sources: Sequence[Dataset], *, probe_all: bool = False) -> l
                 "header (%s: %s)", ref(uid), type(exc).__name__, str(exc)[:200],
             )  # fmt: skip
             continue
-        accepted.add(kind)
+        _ACCEPTED.add(kind)
         headers[uid] = header
     return list(headers.values())

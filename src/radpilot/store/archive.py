@@ -33,7 +33,14 @@ from pathlib import Path
 from radpilot.core.errors import StorageError
 from radpilot.core.settings import Settings
 
-__all__ = ["Archive", "OutOfSpaceError", "PutOutcome", "PutResult", "archive_from_settings"]
+__all__ = [
+    "Archive",
+    "OutOfSpaceError",
+    "PutOutcome",
+    "PutResult",
+    "archive_from_settings",
+    "fsync_dir",
+]
 
 _SAFE_UID = re.compile(r"^[0-9][0-9.]{0,63}$")
 
@@ -183,8 +190,8 @@ class Archive:
                 # fsync_directories adds the two directory flushes POSIX asks for.
                 os.fsync(fd)
                 if self.fsync_directories:
-                    _fsync_dir(final.parent)
-                    _fsync_dir(pending.parent)
+                    fsync_dir(final.parent)
+                    fsync_dir(pending.parent)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -202,7 +209,7 @@ class Archive:
             os.replace(tmp, target)
             if self.fsync:
                 _fsync_file(target)
-                _fsync_dir(conflict_dir)
+                fsync_dir(conflict_dir)
         return PutResult(PutOutcome.CONFLICT, str(target.relative_to(self.root)), sha, size)
 
     def _ensure_dir(self, path: Path) -> None:
@@ -294,7 +301,9 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries to stable storage (on ext4 and XFS this commits the
+    journal transaction that also holds the directories created for them)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
